@@ -1,0 +1,3 @@
+module github.com/recall-rl/recall
+
+go 1.26
