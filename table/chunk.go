@@ -1,0 +1,139 @@
+package table
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/recall-rl/recall/internal/tensor"
+)
+
+// ColumnSpec describes one column of a chunk or of a table signature: a
+// name, a dtype and the shape of a single step. In a signature a dimension
+// of -1 matches any size.
+type ColumnSpec struct {
+	Name  string       `json:"name,omitempty"`
+	DType tensor.DType `json:"dtype"`
+	Shape []int        `json:"shape"`
+}
+
+// Chunk is a run of consecutive steps of one episode for one or more
+// columns. Its Data is opaque to tables: clients compress and decompress it;
+// the table only stores and returns it. A chunk must not be modified once
+// handed to a ChunkStore.
+type Chunk struct {
+	Key       uint64
+	EpisodeID uint64
+	// Start is the index within the episode of the chunk's first step and
+	// Length the number of steps it holds.
+	Start  int64
+	Length int32
+	// Columns optionally describes the chunk's columns so that tables with a
+	// signature can check items without decoding Data.
+	Columns []ColumnSpec
+	// Data is the encoded payload.
+	Data []byte
+}
+
+// ChunkStore holds chunks shared by items of any number of tables. Each
+// chunk is stored once per key and reference-counted: it stays in the store
+// while a reference is held and is dropped when the last one is released.
+// A ChunkStore is safe for concurrent use.
+type ChunkStore struct {
+	mu struct {
+		sync.Mutex
+		chunks map[uint64]*ChunkRef
+	}
+	count atomic.Int64
+	bytes atomic.Int64
+}
+
+// NewChunkStore returns an empty store.
+func NewChunkStore() *ChunkStore {
+	s := &ChunkStore{}
+	s.mu.chunks = make(map[uint64]*ChunkRef)
+	return s
+}
+
+// ChunkRef is a counted reference to a chunk in a ChunkStore. Every
+// reference obtained from Add, Get or Acquire must be given back with
+// Release exactly once.
+type ChunkRef struct {
+	store *ChunkStore
+	chunk *Chunk
+	refs  atomic.Int64
+}
+
+// Add stores c and returns a reference to it. If a chunk with the same key
+// is already stored, the stored one is referenced instead and c is
+// discarded: chunk keys identify content, so a resent chunk is a duplicate.
+func (s *ChunkStore) Add(c *Chunk) *ChunkRef {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.mu.chunks[c.Key]; ok {
+		r.refs.Add(1)
+		return r
+	}
+	r := &ChunkRef{store: s, chunk: c}
+	r.refs.Store(1)
+	s.mu.chunks[c.Key] = r
+	s.count.Add(1)
+	s.bytes.Add(int64(len(c.Data)))
+	return r
+}
+
+// Get returns a new reference to the stored chunk with the given key.
+func (s *ChunkStore) Get(key uint64) (*ChunkRef, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.mu.chunks[key]
+	if ok {
+		r.refs.Add(1)
+	}
+	return r, ok
+}
+
+// Len returns the number of chunks stored.
+func (s *ChunkStore) Len() int64 { return s.count.Load() }
+
+// Bytes returns the total payload size of the chunks stored.
+func (s *ChunkStore) Bytes() int64 { return s.bytes.Load() }
+
+// Chunk returns the referenced chunk. It stays valid (it is immutable and
+// garbage collected) even after the reference is released.
+func (r *ChunkRef) Chunk() *Chunk { return r.chunk }
+
+// Key returns the chunk's key.
+func (r *ChunkRef) Key() uint64 { return r.chunk.Key }
+
+// Acquire takes one more reference.
+func (r *ChunkRef) Acquire() {
+	if r.refs.Add(1) <= 1 {
+		panic(fmt.Sprintf("table: Acquire of released chunk %d", r.chunk.Key))
+	}
+}
+
+// Release gives back one reference; the chunk leaves its store when none
+// remain.
+func (r *ChunkRef) Release() {
+	n := r.refs.Add(-1)
+	switch {
+	case n > 0:
+		return
+	case n < 0:
+		panic(fmt.Sprintf("table: chunk %d released more times than referenced", r.chunk.Key))
+	}
+	s := r.store
+	s.mu.Lock()
+	// A concurrent Get may have revived the chunk between the decrement and
+	// this lock; only the entry that is still unreferenced is dropped.
+	if cur, ok := s.mu.chunks[r.chunk.Key]; ok && cur == r && r.refs.Load() == 0 {
+		delete(s.mu.chunks, r.chunk.Key)
+		s.count.Add(-1)
+		s.bytes.Add(-int64(len(r.chunk.Data)))
+	}
+	s.mu.Unlock()
+}
+
+// refCount returns the current number of references (for tests).
+func (r *ChunkRef) refCount() int64 { return r.refs.Load() }

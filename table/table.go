@@ -1,0 +1,481 @@
+package table
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/recall-rl/recall/ratelimit"
+	"github.com/recall-rl/recall/sampler"
+)
+
+// Errors returned by Table methods, wrapped with detail. Test with errors.Is.
+var (
+	// ErrClosed is returned by every operation on a closed table, including
+	// waits that were in progress when it closed.
+	ErrClosed = errors.New("table: closed")
+	// ErrInvalidPriority is returned for a NaN, infinite or negative priority.
+	ErrInvalidPriority = errors.New("table: invalid priority")
+	// ErrInvalidItem is returned for an item whose trajectory is empty or
+	// does not agree with the chunks it carries.
+	ErrInvalidItem = errors.New("table: invalid item")
+	// ErrSignatureMismatch is returned for an item that does not match the
+	// table's signature.
+	ErrSignatureMismatch = errors.New("table: item does not match signature")
+	// ErrInvalidArgument is returned for a bad argument such as a sample
+	// count below 1.
+	ErrInvalidArgument = errors.New("table: invalid argument")
+)
+
+// Table holds prioritised items that reference chunks, picks items to
+// sample and to evict with its selectors, and paces inserts and samples
+// with its rate limiter. All methods are safe for concurrent use; Insert and
+// Sample block while the rate limiter forbids them.
+type Table struct {
+	opts Options // immutable after New
+
+	mu struct {
+		sync.Mutex
+		items   map[uint64]*item
+		sampler sampler.Selector
+		remover sampler.Selector
+		limiter *ratelimit.Limiter
+		closed  bool
+		nextSeq uint64
+
+		// notify is closed and replaced whenever state that a waiter
+		// depends on changes, but only while there are waiters.
+		notify  chan struct{}
+		waiters int
+
+		episodes           map[uint64]int64 // episode id -> chunk refs from live items
+		numDeletedEpisodes int64
+		numUniqueSamples   int64
+		insertWaits        int64 // inserts that had to wait
+		sampleWaits        int64 // sample calls that had to wait
+		insertWaiting      int   // goroutines waiting to insert now
+		sampleWaiting      int   // goroutines waiting to sample now
+	}
+}
+
+// New validates opts (after applying defaults) and returns an empty table.
+func New(opts Options) (*Table, error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts.Signature = opts.Signature.clone()
+	if opts.Chunks == nil {
+		opts.Chunks = NewChunkStore()
+	}
+	if opts.Seed == 0 {
+		var b [8]byte
+		_, _ = crand.Read(b[:])
+		opts.Seed = binary.LittleEndian.Uint64(b[:]) | 1
+	}
+	s, err := sampler.New(opts.Sampler, opts.Seed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: sampler: %v", ErrInvalidOptions, err)
+	}
+	r, err := sampler.New(opts.Remover, opts.Seed^0x9e3779b97f4a7c15)
+	if err != nil {
+		return nil, fmt.Errorf("%w: remover: %v", ErrInvalidOptions, err)
+	}
+	lim, err := ratelimit.NewLimiter(opts.RateLimiter)
+	if err != nil {
+		return nil, fmt.Errorf("%w: rate_limiter: %v", ErrInvalidOptions, err)
+	}
+	t := &Table{opts: opts}
+	t.mu.items = make(map[uint64]*item)
+	t.mu.sampler, t.mu.remover, t.mu.limiter = s, r, lim
+	t.mu.notify = make(chan struct{})
+	t.mu.episodes = make(map[uint64]int64)
+	return t, nil
+}
+
+// Name returns the table's name.
+func (t *Table) Name() string { return t.opts.Name }
+
+// Options returns the options the table was built with (defaults applied).
+func (t *Table) Options() Options {
+	o := t.opts
+	o.Signature = o.Signature.clone()
+	return o
+}
+
+// Chunks returns the chunk store the table's references belong to.
+func (t *Table) Chunks() *ChunkStore { return t.opts.Chunks }
+
+// Insert adds an item, waiting while the rate limiter forbids it. If the key
+// is already present only its priority is updated (so resending an item is
+// harmless) and Insert does not wait. When the table grows past MaxSize the
+// remover evicts one item, which may be the new one.
+//
+// Insert returns ErrInvalidPriority, ErrInvalidItem or ErrSignatureMismatch
+// for a bad item (the table is unchanged), ErrClosed if the table closes, or
+// an error matching ctx.Err() if ctx ends first.
+func (t *Table) Insert(ctx context.Context, it Item) error {
+	if err := validateItem(&it, t.opts.Signature); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	waited := false
+	for {
+		if t.mu.closed {
+			t.mu.Unlock()
+			return fmt.Errorf("%w: %q", ErrClosed, t.opts.Name)
+		}
+		if old, ok := t.mu.items[it.Key]; ok {
+			err := t.updateLocked(old, it.Priority)
+			t.mu.Unlock()
+			return err
+		}
+		if t.mu.limiter.CanInsert(1) {
+			break
+		}
+		if !waited {
+			waited = true
+			t.mu.insertWaits++
+		}
+		t.mu.insertWaiting++
+		err := t.waitLocked(ctx)
+		t.mu.insertWaiting--
+		if err != nil {
+			t.mu.Unlock()
+			return fmt.Errorf("table %q: rate limiter: timed out waiting for the right to insert: %w", t.opts.Name, err)
+		}
+	}
+	var released []*ChunkRef
+	if err := t.insertLocked(&it); err != nil {
+		t.mu.Unlock()
+		return err
+	}
+	if int64(len(t.mu.items)) > t.opts.MaxSize {
+		s, err := t.mu.remover.Sample()
+		if err == nil {
+			released = t.deleteLocked(t.mu.items[s.Key], released)
+		}
+	}
+	t.notifyLocked()
+	t.mu.Unlock()
+	releaseAll(released)
+	return nil
+}
+
+// insertLocked adds a new item, taking chunk references. t.mu must be held.
+func (t *Table) insertLocked(it *Item) error {
+	if err := t.mu.sampler.Insert(it.Key, it.Priority); err != nil {
+		return fmt.Errorf("table %q: sampler: %w", t.opts.Name, err)
+	}
+	if err := t.mu.remover.Insert(it.Key, it.Priority); err != nil {
+		_ = t.mu.sampler.Delete(it.Key)
+		return fmt.Errorf("table %q: remover: %w", t.opts.Name, err)
+	}
+	rec := &item{
+		key:        it.Key,
+		priority:   it.Priority,
+		seq:        t.mu.nextSeq,
+		insertedAt: t.opts.Now().UnixNano(),
+		trajectory: it.Trajectory,
+		chunks:     make([]*ChunkRef, len(it.Chunks)),
+	}
+	t.mu.nextSeq++
+	copy(rec.chunks, it.Chunks)
+	for _, r := range rec.chunks {
+		r.Acquire()
+		t.mu.episodes[r.chunk.EpisodeID]++
+	}
+	t.mu.items[it.Key] = rec
+	t.mu.limiter.Insert(1)
+	return nil
+}
+
+// updateLocked sets an item's priority in both selectors. t.mu must be held.
+func (t *Table) updateLocked(rec *item, priority float64) error {
+	if err := t.mu.sampler.Update(rec.key, priority); err != nil {
+		return fmt.Errorf("table %q: sampler: %w", t.opts.Name, err)
+	}
+	if err := t.mu.remover.Update(rec.key, priority); err != nil {
+		_ = t.mu.sampler.Update(rec.key, rec.priority)
+		return fmt.Errorf("table %q: remover: %w", t.opts.Name, err)
+	}
+	rec.priority = priority
+	return nil
+}
+
+// deleteLocked removes rec and appends its chunk references, to be released
+// once t.mu is unlocked, to released. t.mu must be held.
+func (t *Table) deleteLocked(rec *item, released []*ChunkRef) []*ChunkRef {
+	delete(t.mu.items, rec.key)
+	_ = t.mu.sampler.Delete(rec.key)
+	_ = t.mu.remover.Delete(rec.key)
+	t.mu.limiter.Delete(1)
+	for _, r := range rec.chunks {
+		ep := r.chunk.EpisodeID
+		if t.mu.episodes[ep]--; t.mu.episodes[ep] <= 0 {
+			delete(t.mu.episodes, ep)
+			t.mu.numDeletedEpisodes++
+		}
+	}
+	return append(released, rec.chunks...)
+}
+
+func releaseAll(refs []*ChunkRef) {
+	for _, r := range refs {
+		r.Release()
+	}
+}
+
+// Sample returns n items, waiting until the rate limiter allows n samples at
+// once. Items may repeat within a call. An item that reaches
+// MaxTimesSampled is deleted after being picked, so it is returned by this
+// call and never again.
+//
+// Sample returns ErrInvalidArgument for n < 1, ErrClosed if the table
+// closes, or an error matching ctx.Err() if ctx ends first.
+func (t *Table) Sample(ctx context.Context, n int) ([]Sampled, error) {
+	return t.sample(ctx, n, false, nil)
+}
+
+// SampleUpTo waits until at least one sample is allowed, then returns as
+// many items as the rate limiter allows, at most n. It is the flexible
+// batch a streaming server wants: it never waits for a full batch.
+func (t *Table) SampleUpTo(ctx context.Context, n int) ([]Sampled, error) {
+	return t.sample(ctx, n, true, nil)
+}
+
+// SampleInto is SampleUpTo (flexible) or Sample appending to dst, so a
+// caller in a loop can reuse one slice.
+func (t *Table) SampleInto(ctx context.Context, dst []Sampled, n int, flexible bool) ([]Sampled, error) {
+	return t.sample(ctx, n, flexible, dst)
+}
+
+func (t *Table) sample(ctx context.Context, n int, flexible bool, dst []Sampled) ([]Sampled, error) {
+	if n < 1 {
+		return dst, fmt.Errorf("%w: table %q: sample count must be >= 1, got %d", ErrInvalidArgument, t.opts.Name, n)
+	}
+	need := int64(n)
+	if flexible {
+		need = 1
+	}
+	t.mu.Lock()
+	waited := false
+	for {
+		if t.mu.closed {
+			t.mu.Unlock()
+			return dst, fmt.Errorf("%w: %q", ErrClosed, t.opts.Name)
+		}
+		if t.mu.limiter.CanSample(need) && len(t.mu.items) > 0 {
+			break
+		}
+		if !waited {
+			waited = true
+			t.mu.sampleWaits++
+		}
+		t.mu.sampleWaiting++
+		err := t.waitLocked(ctx)
+		t.mu.sampleWaiting--
+		if err != nil {
+			t.mu.Unlock()
+			return dst, fmt.Errorf("table %q: rate limiter: timed out waiting for the right to sample: %w", t.opts.Name, err)
+		}
+	}
+	var released []*ChunkRef
+	for i := 0; i < n; i++ {
+		if i > 0 && (!t.mu.limiter.CanSample(1) || len(t.mu.items) == 0) {
+			break // flexible batch: stop where the limiter does
+		}
+		var s Sampled
+		s, released = t.sampleOneLocked(waited, released)
+		dst = append(dst, s)
+	}
+	t.notifyLocked()
+	t.mu.Unlock()
+	releaseAll(released)
+	return dst, nil
+}
+
+// sampleOneLocked picks one item and applies the sample's effects. t.mu must
+// be held and the table must not be empty.
+func (t *Table) sampleOneLocked(rateLimited bool, released []*ChunkRef) (Sampled, []*ChunkRef) {
+	pick, err := t.mu.sampler.Sample()
+	if err != nil {
+		panic(fmt.Sprintf("table %q: sampler failed on a table of %d items: %v", t.opts.Name, len(t.mu.items), err))
+	}
+	rec := t.mu.items[pick.Key]
+	rec.timesSampled++
+	if rec.timesSampled == 1 {
+		t.mu.numUniqueSamples++
+	}
+	out := Sampled{
+		Info: SampleInfo{
+			Key:          rec.key,
+			Priority:     rec.priority,
+			Probability:  pick.Probability,
+			TimesSampled: rec.timesSampled,
+			TableSize:    int64(len(t.mu.items)),
+			InsertedAt:   time.Unix(0, rec.insertedAt),
+			RateLimited:  rateLimited,
+		},
+		Trajectory: rec.trajectory,
+		Chunks:     make([]*Chunk, len(rec.chunks)),
+	}
+	for i, r := range rec.chunks {
+		out.Chunks[i] = r.chunk
+	}
+	t.mu.limiter.Sample(1)
+	if mts := t.opts.MaxTimesSampled; mts > 0 && rec.timesSampled >= mts {
+		released = t.deleteLocked(rec, released)
+	}
+	return out, released
+}
+
+// MutatePriorities deletes the items with keys in deletes, then sets the
+// priorities in updates. Unknown keys are ignored. All priorities are
+// checked first: if one is invalid nothing changes.
+func (t *Table) MutatePriorities(ctx context.Context, updates map[uint64]float64, deletes []uint64) error {
+	for k, p := range updates {
+		if err := validPriority(k, p); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	if t.mu.closed {
+		t.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrClosed, t.opts.Name)
+	}
+	var released []*ChunkRef
+	for _, k := range deletes {
+		if rec, ok := t.mu.items[k]; ok {
+			released = t.deleteLocked(rec, released)
+		}
+	}
+	var err error
+	for k, p := range updates {
+		if rec, ok := t.mu.items[k]; ok {
+			if err = t.updateLocked(rec, p); err != nil {
+				break
+			}
+		}
+	}
+	if len(released) > 0 {
+		t.notifyLocked()
+	}
+	t.mu.Unlock()
+	releaseAll(released)
+	return err
+}
+
+// Reset removes every item and zeroes the limiter and episode counters.
+func (t *Table) Reset(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	if t.mu.closed {
+		t.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrClosed, t.opts.Name)
+	}
+	released := t.clearLocked()
+	t.notifyLocked()
+	t.mu.Unlock()
+	releaseAll(released)
+	return nil
+}
+
+// clearLocked empties the table and zeroes its counters, returning the chunk
+// references to release. t.mu must be held.
+func (t *Table) clearLocked() []*ChunkRef {
+	var released []*ChunkRef
+	for _, rec := range t.mu.items {
+		released = append(released, rec.chunks...)
+	}
+	clear(t.mu.items)
+	t.mu.sampler.Clear()
+	t.mu.remover.Clear()
+	t.mu.limiter.Reset()
+	clear(t.mu.episodes)
+	t.mu.numDeletedEpisodes = 0
+	t.mu.numUniqueSamples = 0
+	return released
+}
+
+// Close releases every item and wakes all waiters with ErrClosed. Later
+// calls fail with ErrClosed. Close is idempotent.
+func (t *Table) Close() error {
+	t.mu.Lock()
+	if t.mu.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.mu.closed = true
+	released := t.clearLocked()
+	t.notifyLocked()
+	t.mu.Unlock()
+	releaseAll(released)
+	return nil
+}
+
+// CanInsert reports whether n inserts would be allowed now.
+func (t *Table) CanInsert(n int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !t.mu.closed && t.mu.limiter.CanInsert(int64(n))
+}
+
+// CanSample reports whether a sample of n would be allowed now.
+func (t *Table) CanSample(n int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !t.mu.closed && len(t.mu.items) > 0 && t.mu.limiter.CanSample(int64(n))
+}
+
+// Size returns the number of items.
+func (t *Table) Size() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return int64(len(t.mu.items))
+}
+
+// waitLocked releases t.mu until the table's state changes or ctx ends, then
+// reacquires it. t.mu must be held.
+func (t *Table) waitLocked(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ch := t.mu.notify
+	t.mu.waiters++
+	t.mu.Unlock()
+	var err error
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	t.mu.Lock()
+	t.mu.waiters--
+	return err
+}
+
+// notifyLocked wakes every waiter so it re-checks its condition. It costs
+// nothing when nobody waits. t.mu must be held.
+func (t *Table) notifyLocked() {
+	if t.mu.waiters == 0 {
+		return
+	}
+	close(t.mu.notify)
+	t.mu.notify = make(chan struct{})
+}
+
+// CheckItem reports whether Insert would reject it as malformed (bad
+// priority, inconsistent trajectory, signature mismatch) without changing
+// the table. Servers use it to reject a whole request before inserting any
+// of its items.
+func (t *Table) CheckItem(it *Item) error { return validateItem(it, t.opts.Signature) }
