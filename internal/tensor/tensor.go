@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"unsafe"
 )
 
@@ -105,7 +106,8 @@ type Tensor struct {
 	Data  []byte
 }
 
-// NumElements returns the product of the shape's dimensions.
+// NumElements returns the product of the shape's dimensions. It is only
+// meaningful for a shape that passes Validate (it may overflow otherwise).
 func (t Tensor) NumElements() int {
 	n := 1
 	for _, d := range t.Shape {
@@ -114,26 +116,52 @@ func (t Tensor) NumElements() int {
 	return n
 }
 
-// Validate checks that the dtype is known, no dimension is negative and the
-// data length matches the shape.
+// MaxElements is the largest number of elements a valid tensor may hold, and
+// the largest value of any one dimension.
+const MaxElements = math.MaxInt32
+
+// Validate checks that the dtype is known, no dimension is negative, the
+// number of elements is at most MaxElements and the data length matches the
+// shape.
 func (t Tensor) Validate() error {
 	if !t.DType.Valid() {
 		return fmt.Errorf("%w: unknown dtype %d", ErrInvalid, uint8(t.DType))
 	}
-	n := 1
-	for i, d := range t.Shape {
-		if d < 0 {
-			return fmt.Errorf("%w: dimension %d is negative (%d)", ErrInvalid, i, d)
-		}
-		if d != 0 && n > math.MaxInt32/d {
-			return fmt.Errorf("%w: shape %v is too large", ErrInvalid, t.Shape)
-		}
-		n *= d
+	n, err := checkShape(t.Shape)
+	if err != nil {
+		return err
 	}
 	if want := n * t.DType.Size(); len(t.Data) != want {
 		return fmt.Errorf("%w: %s%v needs %d bytes, has %d", ErrInvalid, t.DType, t.Shape, want, len(t.Data))
 	}
 	return nil
+}
+
+// checkShape returns the number of elements of shape, or an error if a
+// dimension is negative or larger than MaxElements, or the product is larger
+// than MaxElements. The result does not depend on the order of the
+// dimensions: a shape with a zero dimension holds no elements but its other
+// dimensions must still be in range.
+func checkShape(shape []int) (int, error) {
+	for i, d := range shape {
+		if d < 0 {
+			return 0, fmt.Errorf("%w: dimension %d is negative (%d)", ErrInvalid, i, d)
+		}
+		if d > MaxElements {
+			return 0, fmt.Errorf("%w: dimension %d is too large (%d)", ErrInvalid, i, d)
+		}
+	}
+	n := 1
+	for _, d := range shape {
+		if d == 0 {
+			return 0, nil
+		}
+		if n > MaxElements/d {
+			return 0, fmt.Errorf("%w: shape %v is too large", ErrInvalid, shape)
+		}
+		n *= d
+	}
+	return n, nil
 }
 
 // Equal reports whether t and u have the same dtype, shape and bytes.
@@ -187,15 +215,21 @@ func DTypeOf[E Element]() DType {
 
 // FromSlice builds a tensor of the given shape from values. With no shape the
 // tensor is one-dimensional with len(values) elements. The data is copied.
+// It fails if the shape is invalid (see Validate) or does not hold exactly
+// len(values) elements.
 func FromSlice[E Element](values []E, shape ...int) (Tensor, error) {
 	dt := DTypeOf[E]()
 	if shape == nil {
 		shape = []int{len(values)}
 	}
-	t := Tensor{DType: dt, Shape: append([]int(nil), shape...), Data: make([]byte, len(values)*dt.Size())}
-	if t.NumElements() != len(values) {
-		return Tensor{}, fmt.Errorf("%w: shape %v holds %d elements, got %d values", ErrInvalid, shape, t.NumElements(), len(values))
+	n, err := checkShape(shape)
+	if err != nil {
+		return Tensor{}, err
 	}
+	if n != len(values) {
+		return Tensor{}, fmt.Errorf("%w: shape %v holds %d elements, got %d values", ErrInvalid, shape, n, len(values))
+	}
+	t := Tensor{DType: dt, Shape: slices.Clone(shape), Data: make([]byte, len(values)*dt.Size())}
 	encode(t.Data, values)
 	return t, nil
 }
