@@ -1,0 +1,753 @@
+package replay
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	flatbuffers "github.com/google/flatbuffers/go"
+
+	"github.com/recall-rl/recall/internal/tensor"
+	"github.com/recall-rl/recall/ratelimit"
+	"github.com/recall-rl/recall/replay/internal/wire"
+	"github.com/recall-rl/recall/sampler"
+	"github.com/recall-rl/recall/table"
+)
+
+// This file converts between wire messages and the table package's types.
+// Parsing never trusts the message: FlatBuffers accessors index the buffer
+// directly and panic on bad offsets, so every parse runs under decodeGuard,
+// which turns such a panic into errMalformed, and vector lengths are checked
+// against the buffer size before anything is allocated for them.
+
+// errMalformed is returned for a message that cannot be decoded.
+var errMalformed = errors.New("malformed message")
+
+// decodeGuard converts a panic raised while reading a FlatBuffers message
+// into an error stored in *err. Use as: defer decodeGuard(&err).
+func decodeGuard(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: %v", errMalformed, r)
+	}
+}
+
+// checkLen rejects a vector length that could not fit in buf at elemSize
+// bytes per element (a corrupt length would otherwise drive allocation).
+func checkLen(buf []byte, n, elemSize int, what string) error {
+	if n < 0 || n > len(buf)/elemSize {
+		return fmt.Errorf("%w: %s has %d elements in a %d-byte message", errMalformed, what, n, len(buf))
+	}
+	return nil
+}
+
+// rootOK verifies that a received buffer holds a root table offset in range.
+func rootOK(buf []byte) error {
+	if len(buf) < flatbuffers.SizeUOffsetT+flatbuffers.SizeUOffsetT {
+		return fmt.Errorf("%w: %d bytes is too short", errMalformed, len(buf))
+	}
+	return nil
+}
+
+// --- chunks ---------------------------------------------------------------
+
+func buildColumnSpecs(b *flatbuffers.Builder, cols []table.ColumnSpec) flatbuffers.UOffsetT {
+	if len(cols) == 0 {
+		return 0
+	}
+	offs := make([]flatbuffers.UOffsetT, len(cols))
+	for i, c := range cols {
+		var name flatbuffers.UOffsetT
+		if c.Name != "" {
+			name = b.CreateString(c.Name)
+		}
+		wire.ColumnSpecStartShapeVector(b, len(c.Shape))
+		for j := len(c.Shape) - 1; j >= 0; j-- {
+			b.PrependInt32(int32(c.Shape[j]))
+		}
+		shape := b.EndVector(len(c.Shape))
+		wire.ColumnSpecStart(b)
+		if name != 0 {
+			wire.ColumnSpecAddName(b, name)
+		}
+		wire.ColumnSpecAddDtype(b, wire.DType(c.DType))
+		wire.ColumnSpecAddShape(b, shape)
+		offs[i] = wire.ColumnSpecEnd(b)
+	}
+	return endOffsetVector(b, offs)
+}
+
+func endOffsetVector(b *flatbuffers.Builder, offs []flatbuffers.UOffsetT) flatbuffers.UOffsetT {
+	b.StartVector(flatbuffers.SizeUOffsetT, len(offs), flatbuffers.SizeUOffsetT)
+	for i := len(offs) - 1; i >= 0; i-- {
+		b.PrependUOffsetT(offs[i])
+	}
+	return b.EndVector(len(offs))
+}
+
+func buildUint64s(b *flatbuffers.Builder, vs []uint64) flatbuffers.UOffsetT {
+	b.StartVector(8, len(vs), 8)
+	for i := len(vs) - 1; i >= 0; i-- {
+		b.PrependUint64(vs[i])
+	}
+	return b.EndVector(len(vs))
+}
+
+// buildChunk writes c, including its payload, into b.
+func buildChunk(b *flatbuffers.Builder, c *table.Chunk) flatbuffers.UOffsetT {
+	data := b.CreateByteVector(c.Data)
+	cols := buildColumnSpecs(b, c.Columns)
+	wire.ChunkStart(b)
+	wire.ChunkAddKey(b, c.Key)
+	wire.ChunkAddEpisodeId(b, c.EpisodeID)
+	wire.ChunkAddStart(b, c.Start)
+	wire.ChunkAddLength(b, c.Length)
+	if cols != 0 {
+		wire.ChunkAddColumns(b, cols)
+	}
+	wire.ChunkAddData(b, data)
+	return wire.ChunkEnd(b)
+}
+
+func parseColumnSpecs(buf []byte, n int, get func(*wire.ColumnSpec, int) bool) ([]table.ColumnSpec, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	if err := checkLen(buf, n, 4, "column list"); err != nil {
+		return nil, err
+	}
+	out := make([]table.ColumnSpec, n)
+	var w wire.ColumnSpec
+	for i := range out {
+		if !get(&w, i) {
+			return nil, fmt.Errorf("%w: column %d unreadable", errMalformed, i)
+		}
+		dt := tensor.DType(w.Dtype())
+		if !dt.Valid() {
+			return nil, fmt.Errorf("%w: column %d has unknown dtype %d", errMalformed, i, w.Dtype())
+		}
+		sn := w.ShapeLength()
+		if err := checkLen(buf, sn, 4, "shape"); err != nil {
+			return nil, err
+		}
+		shape := make([]int, sn)
+		for j := range shape {
+			shape[j] = int(w.Shape(j))
+		}
+		out[i] = table.ColumnSpec{Name: string(w.Name()), DType: dt, Shape: shape}
+	}
+	return out, nil
+}
+
+// parseChunk copies a chunk's metadata out of the message; Data aliases the
+// message buffer, which is not reused once decoded.
+func parseChunk(buf []byte, w *wire.Chunk) (*table.Chunk, error) {
+	c := &table.Chunk{
+		Key:       w.Key(),
+		EpisodeID: w.EpisodeId(),
+		Start:     w.Start(),
+		Length:    w.Length(),
+		Data:      w.DataBytes(),
+	}
+	if c.Length <= 0 {
+		return nil, fmt.Errorf("%w: chunk %d has length %d", errMalformed, c.Key, c.Length)
+	}
+	cols, err := parseColumnSpecs(buf, w.ColumnsLength(), w.Columns)
+	if err != nil {
+		return nil, fmt.Errorf("chunk %d: %w", c.Key, err)
+	}
+	c.Columns = cols
+	return c, nil
+}
+
+// --- trajectories -----------------------------------------------------------
+
+func buildTrajectory(b *flatbuffers.Builder, traj []table.TrajectoryColumn) flatbuffers.UOffsetT {
+	offs := make([]flatbuffers.UOffsetT, len(traj))
+	for i, col := range traj {
+		wire.TrajectoryColumnStartSlicesVector(b, len(col.Slices))
+		for j := len(col.Slices) - 1; j >= 0; j-- {
+			s := col.Slices[j]
+			wire.CreateChunkSlice(b, s.ChunkKey, s.Offset, s.Length, s.Index)
+		}
+		slices := b.EndVector(len(col.Slices))
+		wire.TrajectoryColumnStart(b)
+		wire.TrajectoryColumnAddSlices(b, slices)
+		if col.Squeeze {
+			wire.TrajectoryColumnAddSqueeze(b, true)
+		}
+		offs[i] = wire.TrajectoryColumnEnd(b)
+	}
+	return endOffsetVector(b, offs)
+}
+
+func parseTrajectory(buf []byte, n int, get func(*wire.TrajectoryColumn, int) bool) ([]table.TrajectoryColumn, error) {
+	if err := checkLen(buf, n, 4, "trajectory"); err != nil {
+		return nil, err
+	}
+	out := make([]table.TrajectoryColumn, n)
+	var col wire.TrajectoryColumn
+	var sl wire.ChunkSlice
+	for i := range out {
+		if !get(&col, i) {
+			return nil, fmt.Errorf("%w: trajectory column %d unreadable", errMalformed, i)
+		}
+		sn := col.SlicesLength()
+		if err := checkLen(buf, sn, 20, "chunk slices"); err != nil {
+			return nil, err
+		}
+		slices := make([]table.ChunkSlice, sn)
+		for j := range slices {
+			if !col.Slices(&sl, j) {
+				return nil, fmt.Errorf("%w: slice %d unreadable", errMalformed, j)
+			}
+			slices[j] = table.ChunkSlice{ChunkKey: sl.ChunkKey(), Offset: sl.Offset(), Length: sl.Length(), Index: sl.Index()}
+		}
+		out[i] = table.TrajectoryColumn{Slices: slices, Squeeze: col.Squeeze()}
+	}
+	return out, nil
+}
+
+// chunkKeysOf returns the distinct chunk keys a trajectory uses, in order of
+// first use.
+func chunkKeysOf(traj []table.TrajectoryColumn) []uint64 {
+	var keys []uint64
+	for _, col := range traj {
+	next:
+		for _, s := range col.Slices {
+			for _, k := range keys {
+				if k == s.ChunkKey {
+					continue next
+				}
+			}
+			keys = append(keys, s.ChunkKey)
+		}
+	}
+	return keys
+}
+
+// --- insert -----------------------------------------------------------------
+
+// insertItem is an item parsed from an InsertRequest, before its chunk keys
+// are resolved to references.
+type insertItem struct {
+	table      string
+	key        uint64
+	priority   float64
+	trajectory []table.TrajectoryColumn
+}
+
+// insertRequest is a parsed InsertRequest.
+type insertRequest struct {
+	chunks []*table.Chunk
+	items  []insertItem
+	keep   []uint64
+}
+
+func parseInsertRequest(buf []byte) (req insertRequest, err error) {
+	defer decodeGuard(&err)
+	if err := rootOK(buf); err != nil {
+		return req, err
+	}
+	w := wire.GetRootAsInsertRequest(buf, 0)
+	n := w.ChunksLength()
+	if err := checkLen(buf, n, 4, "chunks"); err != nil {
+		return req, err
+	}
+	req.chunks = make([]*table.Chunk, n)
+	var wc wire.Chunk
+	for i := range req.chunks {
+		if !w.Chunks(&wc, i) {
+			return req, fmt.Errorf("%w: chunk %d unreadable", errMalformed, i)
+		}
+		if req.chunks[i], err = parseChunk(buf, &wc); err != nil {
+			return req, err
+		}
+	}
+	n = w.ItemsLength()
+	if err := checkLen(buf, n, 4, "items"); err != nil {
+		return req, err
+	}
+	req.items = make([]insertItem, n)
+	var wi wire.Item
+	for i := range req.items {
+		if !w.Items(&wi, i) {
+			return req, fmt.Errorf("%w: item %d unreadable", errMalformed, i)
+		}
+		traj, err := parseTrajectory(buf, wi.TrajectoryLength(), wi.Trajectory)
+		if err != nil {
+			return req, fmt.Errorf("item %d: %w", wi.Key(), err)
+		}
+		req.items[i] = insertItem{table: string(wi.TableName()), key: wi.Key(), priority: wi.Priority(), trajectory: traj}
+	}
+	n = w.KeepChunkKeysLength()
+	if err := checkLen(buf, n, 8, "keep_chunk_keys"); err != nil {
+		return req, err
+	}
+	req.keep = make([]uint64, n)
+	for i := range req.keep {
+		req.keep[i] = w.KeepChunkKeys(i)
+	}
+	return req, nil
+}
+
+func buildInsertResponse(keys []uint64) *flatbuffers.Builder {
+	b := flatbuffers.NewBuilder(16 + 8*len(keys))
+	v := buildUint64s(b, keys)
+	wire.InsertResponseStart(b)
+	wire.InsertResponseAddKeys(b, v)
+	b.Finish(wire.InsertResponseEnd(b))
+	return b
+}
+
+func parseInsertResponse(buf []byte) (keys []uint64, err error) {
+	defer decodeGuard(&err)
+	if err := rootOK(buf); err != nil {
+		return nil, err
+	}
+	w := wire.GetRootAsInsertResponse(buf, 0)
+	n := w.KeysLength()
+	if err := checkLen(buf, n, 8, "keys"); err != nil {
+		return nil, err
+	}
+	keys = make([]uint64, n)
+	for i := range keys {
+		keys[i] = w.Keys(i)
+	}
+	return keys, nil
+}
+
+// --- sample -----------------------------------------------------------------
+
+type sampleRequest struct {
+	table      string
+	credit     int32
+	timeout    time.Duration // 0: wait forever
+	maxSamples int64
+}
+
+func parseSampleRequest(buf []byte) (req sampleRequest, err error) {
+	defer decodeGuard(&err)
+	if err := rootOK(buf); err != nil {
+		return req, err
+	}
+	w := wire.GetRootAsSampleRequest(buf, 0)
+	req.table = string(w.TableName())
+	req.credit = w.Credit()
+	if ms := w.RateLimiterTimeoutMs(); ms > 0 {
+		req.timeout = time.Duration(ms) * time.Millisecond
+	}
+	req.maxSamples = w.MaxSamples()
+	if req.credit < 0 {
+		return req, fmt.Errorf("%w: negative credit %d", errMalformed, req.credit)
+	}
+	return req, nil
+}
+
+func buildSampleRequest(tableName string, credit int32, timeout time.Duration, maxSamples int64) *flatbuffers.Builder {
+	b := flatbuffers.NewBuilder(64)
+	var name flatbuffers.UOffsetT
+	if tableName != "" {
+		name = b.CreateString(tableName)
+	}
+	wire.SampleRequestStart(b)
+	if name != 0 {
+		wire.SampleRequestAddTableName(b, name)
+	}
+	wire.SampleRequestAddCredit(b, credit)
+	if timeout > 0 {
+		ms := timeout.Milliseconds()
+		if ms == 0 {
+			ms = 1
+		}
+		wire.SampleRequestAddRateLimiterTimeoutMs(b, ms)
+	}
+	if maxSamples > 0 {
+		wire.SampleRequestAddMaxSamples(b, maxSamples)
+	}
+	b.Finish(wire.SampleRequestEnd(b))
+	return b
+}
+
+// buildSampleResponse writes samples and, once each, the chunks they use.
+func buildSampleResponse(samples []table.Sampled) *flatbuffers.Builder {
+	size := 256
+	for _, s := range samples {
+		for _, c := range s.Chunks {
+			size += len(c.Data) + 64
+		}
+	}
+	b := flatbuffers.NewBuilder(size)
+	var chunkOffs []flatbuffers.UOffsetT
+	seen := make(map[uint64]bool, len(samples))
+	for _, s := range samples {
+		for _, c := range s.Chunks {
+			if !seen[c.Key] {
+				seen[c.Key] = true
+				chunkOffs = append(chunkOffs, buildChunk(b, c))
+			}
+		}
+	}
+	chunks := endOffsetVector(b, chunkOffs)
+	itemOffs := make([]flatbuffers.UOffsetT, len(samples))
+	keys := make([]uint64, 0, 4)
+	for i, s := range samples {
+		traj := buildTrajectory(b, s.Trajectory)
+		keys = keys[:0]
+		for _, c := range s.Chunks {
+			keys = append(keys, c.Key)
+		}
+		ck := buildUint64s(b, keys)
+		wire.SampleInfoStart(b)
+		wire.SampleInfoAddKey(b, s.Info.Key)
+		wire.SampleInfoAddPriority(b, s.Info.Priority)
+		wire.SampleInfoAddProbability(b, s.Info.Probability)
+		wire.SampleInfoAddTimesSampled(b, s.Info.TimesSampled)
+		wire.SampleInfoAddTableSize(b, s.Info.TableSize)
+		wire.SampleInfoAddInsertedAtUnixNanos(b, s.Info.InsertedAt.UnixNano())
+		wire.SampleInfoAddRateLimited(b, s.Info.RateLimited)
+		info := wire.SampleInfoEnd(b)
+		wire.SampledItemStart(b)
+		wire.SampledItemAddInfo(b, info)
+		wire.SampledItemAddTrajectory(b, traj)
+		wire.SampledItemAddChunkKeys(b, ck)
+		itemOffs[i] = wire.SampledItemEnd(b)
+	}
+	items := endOffsetVector(b, itemOffs)
+	wire.SampleResponseStart(b)
+	wire.SampleResponseAddSamples(b, items)
+	wire.SampleResponseAddChunks(b, chunks)
+	b.Finish(wire.SampleResponseEnd(b))
+	return b
+}
+
+// parseSampleResponse decodes samples; chunk data aliases buf.
+func parseSampleResponse(buf []byte) (out []table.Sampled, err error) {
+	defer decodeGuard(&err)
+	if err := rootOK(buf); err != nil {
+		return nil, err
+	}
+	w := wire.GetRootAsSampleResponse(buf, 0)
+	n := w.ChunksLength()
+	if err := checkLen(buf, n, 4, "chunks"); err != nil {
+		return nil, err
+	}
+	chunks := make(map[uint64]*table.Chunk, n)
+	var wc wire.Chunk
+	for i := 0; i < n; i++ {
+		if !w.Chunks(&wc, i) {
+			return nil, fmt.Errorf("%w: chunk %d unreadable", errMalformed, i)
+		}
+		c, err := parseChunk(buf, &wc)
+		if err != nil {
+			return nil, err
+		}
+		chunks[c.Key] = c
+	}
+	n = w.SamplesLength()
+	if err := checkLen(buf, n, 4, "samples"); err != nil {
+		return nil, err
+	}
+	out = make([]table.Sampled, n)
+	var ws wire.SampledItem
+	var wi wire.SampleInfo
+	for i := range out {
+		if !w.Samples(&ws, i) {
+			return nil, fmt.Errorf("%w: sample %d unreadable", errMalformed, i)
+		}
+		if ws.Info(&wi) == nil {
+			return nil, fmt.Errorf("%w: sample %d has no info", errMalformed, i)
+		}
+		s := table.Sampled{Info: table.SampleInfo{
+			Key:          wi.Key(),
+			Priority:     wi.Priority(),
+			Probability:  wi.Probability(),
+			TimesSampled: wi.TimesSampled(),
+			TableSize:    wi.TableSize(),
+			InsertedAt:   time.Unix(0, wi.InsertedAtUnixNanos()),
+			RateLimited:  wi.RateLimited(),
+		}}
+		if s.Trajectory, err = parseTrajectory(buf, ws.TrajectoryLength(), ws.Trajectory); err != nil {
+			return nil, err
+		}
+		kn := ws.ChunkKeysLength()
+		if err := checkLen(buf, kn, 8, "chunk keys"); err != nil {
+			return nil, err
+		}
+		s.Chunks = make([]*table.Chunk, kn)
+		for j := range s.Chunks {
+			c, ok := chunks[ws.ChunkKeys(j)]
+			if !ok {
+				return nil, fmt.Errorf("%w: sample %d uses chunk %d, which the response lacks", errMalformed, i, ws.ChunkKeys(j))
+			}
+			s.Chunks[j] = c
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+// --- mutate, reset ----------------------------------------------------------
+
+type mutateRequest struct {
+	table   string
+	updates map[uint64]float64
+	deletes []uint64
+}
+
+func buildMutateRequest(tableName string, updates map[uint64]float64, deletes []uint64) *flatbuffers.Builder {
+	b := flatbuffers.NewBuilder(64 + 16*len(updates) + 8*len(deletes))
+	name := b.CreateString(tableName)
+	offs := make([]flatbuffers.UOffsetT, 0, len(updates))
+	for k, p := range updates {
+		wire.PriorityUpdateStart(b)
+		wire.PriorityUpdateAddKey(b, k)
+		wire.PriorityUpdateAddPriority(b, p)
+		offs = append(offs, wire.PriorityUpdateEnd(b))
+	}
+	ups := endOffsetVector(b, offs)
+	dels := buildUint64s(b, deletes)
+	wire.MutatePrioritiesRequestStart(b)
+	wire.MutatePrioritiesRequestAddTableName(b, name)
+	wire.MutatePrioritiesRequestAddUpdates(b, ups)
+	wire.MutatePrioritiesRequestAddDeleteKeys(b, dels)
+	b.Finish(wire.MutatePrioritiesRequestEnd(b))
+	return b
+}
+
+func parseMutateRequest(buf []byte) (req mutateRequest, err error) {
+	defer decodeGuard(&err)
+	if err := rootOK(buf); err != nil {
+		return req, err
+	}
+	w := wire.GetRootAsMutatePrioritiesRequest(buf, 0)
+	req.table = string(w.TableName())
+	n := w.UpdatesLength()
+	if err := checkLen(buf, n, 4, "updates"); err != nil {
+		return req, err
+	}
+	req.updates = make(map[uint64]float64, n)
+	var u wire.PriorityUpdate
+	for i := 0; i < n; i++ {
+		if !w.Updates(&u, i) {
+			return req, fmt.Errorf("%w: update %d unreadable", errMalformed, i)
+		}
+		req.updates[u.Key()] = u.Priority()
+	}
+	n = w.DeleteKeysLength()
+	if err := checkLen(buf, n, 8, "delete_keys"); err != nil {
+		return req, err
+	}
+	req.deletes = make([]uint64, n)
+	for i := range req.deletes {
+		req.deletes[i] = w.DeleteKeys(i)
+	}
+	return req, nil
+}
+
+func buildResetRequest(tableName string) *flatbuffers.Builder {
+	b := flatbuffers.NewBuilder(64)
+	name := b.CreateString(tableName)
+	wire.ResetRequestStart(b)
+	wire.ResetRequestAddTableName(b, name)
+	b.Finish(wire.ResetRequestEnd(b))
+	return b
+}
+
+func parseResetRequest(buf []byte) (name string, err error) {
+	defer decodeGuard(&err)
+	if err := rootOK(buf); err != nil {
+		return "", err
+	}
+	return string(wire.GetRootAsResetRequest(buf, 0).TableName()), nil
+}
+
+// emptyMessage builds a message of a table type with no fields.
+func emptyMessage(start func(*flatbuffers.Builder), end func(*flatbuffers.Builder) flatbuffers.UOffsetT) *flatbuffers.Builder {
+	b := flatbuffers.NewBuilder(16)
+	start(b)
+	b.Finish(end(b))
+	return b
+}
+
+// --- server info ------------------------------------------------------------
+
+// TableInfo is the state of one table as reported by ServerInfo.
+type TableInfo = table.Info
+
+// ServerInfo describes a server's tables.
+type ServerInfo struct {
+	// TablesStateID changes whenever the server's tables are recreated
+	// (for example on restart); clients use it to notice.
+	TablesStateID string      `json:"tables_state_id"`
+	Tables        []TableInfo `json:"tables"`
+	NumChunks     int64       `json:"num_chunks"`
+	ChunkBytes    int64       `json:"chunk_bytes"`
+	Version       string      `json:"version"`
+}
+
+func buildSelector(b *flatbuffers.Builder, s sampler.Spec) flatbuffers.UOffsetT {
+	wire.SelectorSpecStart(b)
+	wire.SelectorSpecAddKind(b, wire.SelectorKind(s.Kind))
+	wire.SelectorSpecAddPriorityExponent(b, s.PriorityExponent)
+	return wire.SelectorSpecEnd(b)
+}
+
+func buildServerInfo(si ServerInfo) *flatbuffers.Builder {
+	b := flatbuffers.NewBuilder(1024)
+	offs := make([]flatbuffers.UOffsetT, len(si.Tables))
+	for i, t := range si.Tables {
+		name := b.CreateString(t.Name)
+		smp := buildSelector(b, t.Sampler)
+		rem := buildSelector(b, t.Remover)
+		sbr := b.CreateString(t.SampleBlockedReason)
+		ibr := b.CreateString(t.InsertBlockedReason)
+		desc := b.CreateString(t.RateLimiter.String())
+		wire.RateLimiterInfoStart(b)
+		wire.RateLimiterInfoAddSamplesPerInsert(b, t.RateLimiter.SamplesPerInsert)
+		wire.RateLimiterInfoAddMinSizeToSample(b, t.RateLimiter.MinSizeToSample)
+		wire.RateLimiterInfoAddMinDiff(b, t.RateLimiter.MinDiff)
+		wire.RateLimiterInfoAddMaxDiff(b, t.RateLimiter.MaxDiff)
+		wire.RateLimiterInfoAddInserts(b, t.Limiter.Inserts)
+		wire.RateLimiterInfoAddSamples(b, t.Limiter.Samples)
+		wire.RateLimiterInfoAddDeletes(b, t.Limiter.Deletes)
+		wire.RateLimiterInfoAddInsertWaits(b, t.InsertWaits)
+		wire.RateLimiterInfoAddSampleWaits(b, t.SampleWaits)
+		wire.RateLimiterInfoAddInsertsWaiting(b, int32(t.InsertsWaiting))
+		wire.RateLimiterInfoAddSamplesWaiting(b, int32(t.SamplesWaiting))
+		wire.RateLimiterInfoAddSampleBlockedReason(b, sbr)
+		wire.RateLimiterInfoAddInsertBlockedReason(b, ibr)
+		wire.RateLimiterInfoAddDescription(b, desc)
+		rl := wire.RateLimiterInfoEnd(b)
+		var sig flatbuffers.UOffsetT
+		if t.Signature != nil {
+			sig = buildColumnSpecs(b, t.Signature.Columns)
+		}
+		wire.TableInfoStart(b)
+		wire.TableInfoAddName(b, name)
+		wire.TableInfoAddSampler(b, smp)
+		wire.TableInfoAddRemover(b, rem)
+		wire.TableInfoAddMaxSize(b, t.MaxSize)
+		wire.TableInfoAddMaxTimesSampled(b, t.MaxTimesSampled)
+		wire.TableInfoAddRateLimiter(b, rl)
+		if sig != 0 {
+			wire.TableInfoAddSignature(b, sig)
+		}
+		wire.TableInfoAddSize(b, t.Size)
+		wire.TableInfoAddNumEpisodes(b, t.NumEpisodes)
+		wire.TableInfoAddNumDeletedEpisodes(b, t.NumDeletedEpisodes)
+		wire.TableInfoAddNumUniqueSamples(b, t.NumUniqueSamples)
+		offs[i] = wire.TableInfoEnd(b)
+	}
+	tables := endOffsetVector(b, offs)
+	id := b.CreateString(si.TablesStateID)
+	ver := b.CreateString(si.Version)
+	wire.ServerInfoResponseStart(b)
+	wire.ServerInfoResponseAddTablesStateId(b, id)
+	wire.ServerInfoResponseAddTables(b, tables)
+	wire.ServerInfoResponseAddNumChunks(b, si.NumChunks)
+	wire.ServerInfoResponseAddChunkBytes(b, si.ChunkBytes)
+	wire.ServerInfoResponseAddVersion(b, ver)
+	b.Finish(wire.ServerInfoResponseEnd(b))
+	return b
+}
+
+func parseSelector(w *wire.SelectorSpec) sampler.Spec {
+	if w == nil {
+		return sampler.Spec{}
+	}
+	return sampler.Spec{Kind: sampler.Kind(w.Kind()), PriorityExponent: w.PriorityExponent()}
+}
+
+func parseServerInfo(buf []byte) (si ServerInfo, err error) {
+	defer decodeGuard(&err)
+	if err := rootOK(buf); err != nil {
+		return si, err
+	}
+	w := wire.GetRootAsServerInfoResponse(buf, 0)
+	si.TablesStateID = string(w.TablesStateId())
+	si.NumChunks = w.NumChunks()
+	si.ChunkBytes = w.ChunkBytes()
+	si.Version = string(w.Version())
+	n := w.TablesLength()
+	if err := checkLen(buf, n, 4, "tables"); err != nil {
+		return si, err
+	}
+	si.Tables = make([]TableInfo, n)
+	var wt wire.TableInfo
+	var rl wire.RateLimiterInfo
+	for i := range si.Tables {
+		if !w.Tables(&wt, i) {
+			return si, fmt.Errorf("%w: table %d unreadable", errMalformed, i)
+		}
+		t := TableInfo{
+			Name:               string(wt.Name()),
+			Sampler:            parseSelector(wt.Sampler(nil)),
+			Remover:            parseSelector(wt.Remover(nil)),
+			MaxSize:            wt.MaxSize(),
+			MaxTimesSampled:    wt.MaxTimesSampled(),
+			Size:               wt.Size(),
+			NumEpisodes:        wt.NumEpisodes(),
+			NumDeletedEpisodes: wt.NumDeletedEpisodes(),
+			NumUniqueSamples:   wt.NumUniqueSamples(),
+		}
+		if wt.RateLimiter(&rl) != nil {
+			t.RateLimiter = ratelimit.Config{
+				SamplesPerInsert: rl.SamplesPerInsert(),
+				MinSizeToSample:  rl.MinSizeToSample(),
+				MinDiff:          rl.MinDiff(),
+				MaxDiff:          rl.MaxDiff(),
+			}
+			t.Limiter = ratelimit.State{Inserts: rl.Inserts(), Samples: rl.Samples(), Deletes: rl.Deletes()}
+			t.InsertWaits, t.SampleWaits = rl.InsertWaits(), rl.SampleWaits()
+			t.InsertsWaiting, t.SamplesWaiting = int(rl.InsertsWaiting()), int(rl.SamplesWaiting())
+			t.SampleBlockedReason = string(rl.SampleBlockedReason())
+			t.InsertBlockedReason = string(rl.InsertBlockedReason())
+		}
+		if sn := wt.SignatureLength(); sn > 0 {
+			cols, err := parseColumnSpecs(buf, sn, wt.Signature)
+			if err != nil {
+				return si, err
+			}
+			t.Signature = &table.Signature{Columns: cols}
+		}
+		si.Tables[i] = t
+	}
+	return si, nil
+}
+
+// buildInsertRequest writes an insert request: chunks (with payload), items
+// and the chunk keys the stream should keep after it.
+func buildInsertRequest(chunks []*table.Chunk, items []insertItem, keep []uint64) *flatbuffers.Builder {
+	size := 128 + 8*len(keep)
+	for _, c := range chunks {
+		size += len(c.Data) + 96
+	}
+	for _, it := range items {
+		size += 64 + len(it.table) + 32*len(it.trajectory)
+	}
+	b := flatbuffers.NewBuilder(size)
+	chunkOffs := make([]flatbuffers.UOffsetT, len(chunks))
+	for i, c := range chunks {
+		chunkOffs[i] = buildChunk(b, c)
+	}
+	cv := endOffsetVector(b, chunkOffs)
+	itemOffs := make([]flatbuffers.UOffsetT, len(items))
+	for i, it := range items {
+		name := b.CreateSharedString(it.table) // one copy per distinct name
+		traj := buildTrajectory(b, it.trajectory)
+		wire.ItemStart(b)
+		wire.ItemAddKey(b, it.key)
+		wire.ItemAddTableName(b, name)
+		wire.ItemAddPriority(b, it.priority)
+		wire.ItemAddTrajectory(b, traj)
+		itemOffs[i] = wire.ItemEnd(b)
+	}
+	iv := endOffsetVector(b, itemOffs)
+	kv := buildUint64s(b, keep)
+	wire.InsertRequestStart(b)
+	wire.InsertRequestAddChunks(b, cv)
+	wire.InsertRequestAddItems(b, iv)
+	wire.InsertRequestAddKeepChunkKeys(b, kv)
+	b.Finish(wire.InsertRequestEnd(b))
+	return b
+}

@@ -1,0 +1,369 @@
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/recall-rl/recall/replay/internal/wire"
+)
+
+// Sample is one sampled item with its decoded columns.
+type Sample struct {
+	Info SampleInfo
+	// Columns holds the item's trajectory columns in order, each with the
+	// step axis first (dropped for squeezed columns). The data may share
+	// memory with other samples of the same chunk: do not modify it.
+	Columns []Tensor
+	// Names holds each column's name as recorded in its chunk.
+	Names []string
+}
+
+// Column returns the column called name.
+func (s *Sample) Column(name string) (Tensor, bool) {
+	for i, n := range s.Names {
+		if n == name {
+			return s.Columns[i], true
+		}
+	}
+	return Tensor{}, false
+}
+
+// Batch is several samples with each column stacked along a new leading
+// axis.
+type Batch struct {
+	Infos   []SampleInfo
+	Columns []Tensor
+	Names   []string
+}
+
+// SamplerOption configures a Sampler.
+type SamplerOption interface{ applySampler(*samplerOptions) }
+
+type samplerOptionFunc func(*samplerOptions)
+
+func (f samplerOptionFunc) applySampler(o *samplerOptions) { f(o) }
+
+type samplerOptions struct {
+	prefetch   int
+	workers    int
+	timeout    time.Duration
+	maxSamples int64
+}
+
+// WithPrefetch bounds the samples each worker may have requested but not
+// yet handed to Next (the credit granted to the server). Default 64.
+func WithPrefetch(n int) SamplerOption {
+	return samplerOptionFunc(func(o *samplerOptions) { o.prefetch = n })
+}
+
+// WithWorkers sets the number of parallel sample streams. Default 1; use 1
+// to keep a FIFO table's order.
+func WithWorkers(n int) SamplerOption {
+	return samplerOptionFunc(func(o *samplerOptions) { o.workers = n })
+}
+
+// WithRateLimiterTimeout ends sampling with ErrRateLimiterTimeout when the
+// server's rate limiter blocks a sample for longer than d. Default: wait
+// forever.
+func WithRateLimiterTimeout(d time.Duration) SamplerOption {
+	return samplerOptionFunc(func(o *samplerOptions) { o.timeout = d })
+}
+
+// WithMaxSamples makes Next return io.EOF after n samples.
+func WithMaxSamples(n int64) SamplerOption {
+	return samplerOptionFunc(func(o *samplerOptions) { o.maxSamples = n })
+}
+
+// Sampler streams samples of one table. Next and NextBatch may be called
+// from one goroutine at a time; Close from any.
+type Sampler struct {
+	c     *Client
+	table string
+	opts  samplerOptions
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	out    chan sampleResult
+
+	delivered atomic.Int64
+	workers   []*sampleWorker
+
+	errMu sync.Mutex
+	err   error // sticky terminal error
+}
+
+type sampleResult struct {
+	s      Sample
+	worker int
+	err    error
+}
+
+// NewSampler starts streaming samples of table. Close it when done.
+func (c *Client) NewSampler(table string, opts ...SamplerOption) (*Sampler, error) {
+	o := samplerOptions{prefetch: 64, workers: 1}
+	for _, opt := range opts {
+		opt.applySampler(&o)
+	}
+	if table == "" {
+		return nil, fmt.Errorf("%w: sampler needs a table name", ErrInvalidArgument)
+	}
+	if o.prefetch < 1 || o.workers < 1 || o.timeout < 0 || o.maxSamples < 0 {
+		return nil, fmt.Errorf("%w: sampler options: prefetch %d and workers %d must be >= 1, timeout and max samples >= 0", ErrInvalidArgument, o.prefetch, o.workers)
+	}
+	s := &Sampler{c: c, table: table, opts: o, out: make(chan sampleResult, o.prefetch*o.workers+o.workers)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for i := 0; i < o.workers; i++ {
+		w := &sampleWorker{s: s, id: i, kick: make(chan struct{}, 1)}
+		s.workers = append(s.workers, w)
+		s.wg.Add(1)
+		go w.run()
+	}
+	return s, nil
+}
+
+// Next returns the next sample. It returns io.EOF after WithMaxSamples
+// samples, an error matching ErrRateLimiterTimeout (and
+// context.DeadlineExceeded) when the server's limiter timed out, ErrClosed
+// after Close, and ctx's error if ctx ends first.
+func (s *Sampler) Next(ctx context.Context) (Sample, error) {
+	if err := s.stickyErr(); err != nil {
+		return Sample{}, err
+	}
+	if s.opts.maxSamples > 0 && s.delivered.Load() >= s.opts.maxSamples {
+		return Sample{}, io.EOF
+	}
+	select {
+	case r := <-s.out:
+		if r.err != nil {
+			s.setErr(r.err)
+			return Sample{}, r.err
+		}
+		s.delivered.Add(1)
+		s.workers[r.worker].returnCredit()
+		return r.s, nil
+	case <-ctx.Done():
+		return Sample{}, ctx.Err()
+	case <-s.ctx.Done():
+		return Sample{}, s.stickyErrOr(ErrClosed)
+	}
+}
+
+// NextBatch returns n samples with each column stacked: a column of shape
+// S becomes [n, S...]. All n samples must have the same column shapes.
+func (s *Sampler) NextBatch(ctx context.Context, n int) (Batch, error) {
+	if n < 1 {
+		return Batch{}, fmt.Errorf("%w: batch size %d", ErrInvalidArgument, n)
+	}
+	samples := make([]Sample, 0, n)
+	for len(samples) < n {
+		smp, err := s.Next(ctx)
+		if err != nil {
+			return Batch{}, err
+		}
+		samples = append(samples, smp)
+	}
+	return stack(samples)
+}
+
+func stack(samples []Sample) (Batch, error) {
+	first := samples[0]
+	b := Batch{Infos: make([]SampleInfo, len(samples)), Names: first.Names, Columns: make([]Tensor, len(first.Columns))}
+	for ci, col := range first.Columns {
+		out := Tensor{DType: col.DType, Shape: append([]int{len(samples)}, col.Shape...), Data: make([]byte, 0, len(col.Data)*len(samples))}
+		for i, smp := range samples {
+			if len(smp.Columns) != len(first.Columns) {
+				return Batch{}, fmt.Errorf("%w: sample %d has %d columns, sample 0 has %d", ErrInvalidArgument, i, len(smp.Columns), len(first.Columns))
+			}
+			c := smp.Columns[ci]
+			if c.DType != col.DType || !equalShape(c.Shape, col.Shape) {
+				return Batch{}, fmt.Errorf("%w: column %d of sample %d is %s%v, sample 0 has %s%v", ErrInvalidArgument, ci, i, c.DType, c.Shape, col.DType, col.Shape)
+			}
+			out.Data = append(out.Data, c.Data...)
+		}
+		b.Columns[ci] = out
+	}
+	for i, smp := range samples {
+		b.Infos[i] = smp.Info
+	}
+	return b, nil
+}
+
+func equalShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Close stops the streams and waits for their goroutines. Samples not yet
+// returned are dropped.
+func (s *Sampler) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Sampler) stickyErr() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+func (s *Sampler) stickyErrOr(def error) error {
+	if err := s.stickyErr(); err != nil {
+		return err
+	}
+	return def
+}
+
+func (s *Sampler) setErr(err error) {
+	s.errMu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.errMu.Unlock()
+}
+
+// sampleWorker runs one sample stream, reopening it when the server is
+// unavailable.
+type sampleWorker struct {
+	s  *Sampler
+	id int
+	// owed counts samples handed to Next whose credit has not been
+	// returned to the server yet.
+	owed atomic.Int64
+	kick chan struct{}
+}
+
+func (w *sampleWorker) returnCredit() {
+	w.owed.Add(1)
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (w *sampleWorker) run() {
+	defer w.s.wg.Done()
+	backoff := time.Millisecond
+	for {
+		err := w.stream()
+		if w.s.ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, ErrUnavailable) {
+			// The server went away (restart, shutdown): reconnect.
+			select {
+			case <-time.After(backoff):
+			case <-w.s.ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		if err == nil {
+			err = io.EOF
+		}
+		select {
+		case w.s.out <- sampleResult{err: err, worker: w.id}:
+		case <-w.s.ctx.Done():
+		}
+		return
+	}
+}
+
+// stream runs one Sample RPC until it fails or the sampler closes.
+func (w *sampleWorker) stream() error {
+	s := w.s
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	st, err := s.c.rpc.Sample(ctx, grpc.WaitForReady(true))
+	if err != nil {
+		return fromStatus(err)
+	}
+	// Credit for a new stream: the prefetch window minus samples of earlier
+	// streams still buffered for Next.
+	w.owed.Store(0)
+	buffered := int64(len(s.out))
+	initial := max(int64(1), int64(s.opts.prefetch)-buffered)
+	if err := st.Send(buildSampleRequest(s.table, int32(initial), s.opts.timeout, 0)); err != nil {
+		return fromStatus(recvErr(st, err))
+	}
+
+	sendErr := make(chan error, 1)
+	go func() {
+		threshold := max(int64(1), int64(s.opts.prefetch)/4)
+		for {
+			select {
+			case <-w.kick:
+			case <-ctx.Done():
+				return
+			}
+			if n := w.owed.Load(); n >= threshold {
+				w.owed.Add(-n)
+				if err := st.Send(buildSampleRequest("", int32(n), 0, 0)); err != nil {
+					sendErr <- err
+					return
+				}
+			}
+		}
+	}()
+
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fromStatus(err)
+		}
+		samples, err := parseSampleResponse(messageBytes(resp))
+		if err != nil {
+			return fmt.Errorf("replay: sample response: %w", err)
+		}
+		dec := make(decodedChunks, len(samples))
+		for i := range samples {
+			cols, names, err := assemble(&samples[i], dec)
+			if err != nil {
+				return err
+			}
+			r := sampleResult{s: Sample{Info: samples[i].Info, Columns: cols, Names: names}, worker: w.id}
+			select {
+			case s.out <- r:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		select {
+		case err := <-sendErr:
+			return fromStatus(recvErr(st, err))
+		default:
+		}
+	}
+}
+
+// recvErr returns the stream's real status after a Send failed with io.EOF
+// (gRPC reports the status only on Recv).
+func recvErr(st wire.ReplayService_SampleClient, err error) error {
+	if errors.Is(err, io.EOF) {
+		for {
+			if _, rerr := st.Recv(); rerr != nil {
+				return rerr
+			}
+		}
+	}
+	return err
+}
