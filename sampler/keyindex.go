@@ -1,0 +1,154 @@
+package sampler
+
+import "hash/maphash"
+
+// keyIndex maps keys to int32 positions. It is an open-addressing hash table
+// with linear probing and backward-shift deletion (no tombstones), whose
+// 16-byte slots hold the key and the position side by side: a lookup usually
+// reads a single cache line, where a built-in map reads its control word and
+// its slot separately. For selectors with a million keys that halves the
+// cache misses of Insert, Update and Delete.
+//
+// The hash is seeded per index from hash/maphash, so clients choosing keys
+// cannot aim for collisions. The seed affects only where keys sit in the
+// table, never which key a selector samples.
+type keyIndex struct {
+	slots []indexSlot // len is 0 or a power of two
+	mask  uint64      // len(slots)-1
+	count int
+	seed  uint64
+}
+
+// indexSlot is one table slot; val is the position plus one, 0 when empty,
+// so a zeroed table is empty.
+type indexSlot struct {
+	key uint64
+	val uint32
+}
+
+const minIndexSlots = 16
+
+func newKeyIndex() keyIndex {
+	return keyIndex{seed: maphash.Comparable(maphash.MakeSeed(), uint64(0))}
+}
+
+// hash mixes key with the seed (the splitmix64 finaliser).
+func (x *keyIndex) hash(key uint64) uint64 {
+	z := key ^ x.seed
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}
+
+func (x *keyIndex) len() int { return x.count }
+
+// get returns the position of key.
+func (x *keyIndex) get(key uint64) (int32, bool) {
+	if x.count == 0 {
+		return 0, false
+	}
+	for i := x.hash(key) & x.mask; ; i = (i + 1) & x.mask {
+		s := &x.slots[i]
+		if s.val == 0 {
+			return 0, false
+		}
+		if s.key == key {
+			return int32(s.val - 1), true
+		}
+	}
+}
+
+// insert maps a key that is not present to pos. If the key is present it
+// returns its position and false, changing nothing.
+func (x *keyIndex) insert(key uint64, pos int32) (int32, bool) {
+	if 4*(x.count+1) > 3*len(x.slots) {
+		if old, ok := x.get(key); ok {
+			return old, false
+		}
+		x.grow()
+	}
+	for i := x.hash(key) & x.mask; ; i = (i + 1) & x.mask {
+		s := &x.slots[i]
+		if s.val == 0 {
+			*s = indexSlot{key: key, val: uint32(pos) + 1}
+			x.count++
+			return pos, true
+		}
+		if s.key == key {
+			return int32(s.val - 1), false
+		}
+	}
+}
+
+// set changes the position of a present key.
+func (x *keyIndex) set(key uint64, pos int32) {
+	for i := x.hash(key) & x.mask; ; i = (i + 1) & x.mask {
+		s := &x.slots[i]
+		if s.val == 0 {
+			panic("sampler: keyIndex.set of an absent key")
+		}
+		if s.key == key {
+			s.val = uint32(pos) + 1
+			return
+		}
+	}
+}
+
+// remove deletes key and returns its position.
+func (x *keyIndex) remove(key uint64) (int32, bool) {
+	if x.count == 0 {
+		return 0, false
+	}
+	i := x.hash(key) & x.mask
+	for {
+		s := &x.slots[i]
+		if s.val == 0 {
+			return 0, false
+		}
+		if s.key == key {
+			break
+		}
+		i = (i + 1) & x.mask
+	}
+	pos := int32(x.slots[i].val - 1)
+	// Backward shift: pull later members of the probe run into the hole
+	// when the hole lies between their home slot and where they are.
+	for j := (i + 1) & x.mask; ; j = (j + 1) & x.mask {
+		s := &x.slots[j]
+		if s.val == 0 {
+			break
+		}
+		home := x.hash(s.key) & x.mask
+		if (j-home)&x.mask >= (j-i)&x.mask {
+			x.slots[i] = *s
+			i = j
+		}
+	}
+	x.slots[i] = indexSlot{}
+	x.count--
+	return pos, true
+}
+
+// grow doubles the table (or allocates the first one) and reinserts.
+func (x *keyIndex) grow() {
+	old := x.slots
+	n := max(minIndexSlots, 2*len(old))
+	x.slots = make([]indexSlot, n)
+	x.mask = uint64(n - 1)
+	for _, s := range old {
+		if s.val == 0 {
+			continue
+		}
+		i := x.hash(s.key) & x.mask
+		for x.slots[i].val != 0 {
+			i = (i + 1) & x.mask
+		}
+		x.slots[i] = s
+	}
+}
+
+// clear removes every key, keeping the table.
+func (x *keyIndex) clear() {
+	clear(x.slots)
+	x.count = 0
+}
