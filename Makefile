@@ -34,9 +34,14 @@ bench-compare:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count 6 $(PKGS) | tee bench.out
 	$(GO) tool benchstat bench.out
 
+# fuzz runs every fuzz target of FUZZPKGS for FUZZTIME each.
+FUZZPKGS ?= ./replay/ ./internal/chunkcodec/ ./courier/
 fuzz:
-	@for target in $$($(GO) test -list '^Fuzz' ./replay/ 2>/dev/null | grep '^Fuzz'); do \
-		echo "fuzz $$target"; $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./replay/ || exit 1; \
+	@for pkg in $(FUZZPKGS); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
 	done
 
 generate:
