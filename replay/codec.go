@@ -35,6 +35,10 @@ func (codec) Marshal(v any) ([]byte, error) {
 type rawMessage []byte
 
 func (codec) Unmarshal(data []byte, v any) error {
+	if raw, ok := v.(*rawMessage); ok {
+		*raw = data
+		return nil
+	}
 	m, ok := v.(interface {
 		Init(buf []byte, i flatbuffers.UOffsetT)
 	})

@@ -165,6 +165,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	s.grpc = grpc.NewServer(gopts...)
 	wire.RegisterReplayServiceServer(s.grpc, s)
+	s.grpc.RegisterService(&rawBenchDesc, nil)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

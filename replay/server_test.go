@@ -733,3 +733,15 @@ func selfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
+
+func TestRawBench(t *testing.T) {
+	ts := startServer(t, oneTable(table.Options{}))
+	c := dial(t, ts.addr)
+	ctx := context.Background()
+	if err := c.BenchRawInsert(ctx, 4096, 100, 8); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.BenchRawSample(ctx, 4096, 100, 16); err != nil {
+		t.Fatal(err)
+	}
+}
