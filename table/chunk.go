@@ -33,6 +33,8 @@ type Chunk struct {
 	Columns []ColumnSpec
 	// Data is the encoded payload.
 	Data []byte
+
+	ref *ChunkRef // set by ChunkStore.Add: the store entry holding this chunk
 }
 
 // ChunkStore holds chunks shared by items of any number of tables. Each
@@ -75,6 +77,7 @@ func (s *ChunkStore) Add(c *Chunk) *ChunkRef {
 		return r
 	}
 	r := &ChunkRef{store: s, chunk: c}
+	c.ref = r
 	r.refs.Store(1)
 	s.mu.chunks[c.Key] = r
 	s.count.Add(1)

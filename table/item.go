@@ -52,8 +52,8 @@ type SampleInfo struct {
 }
 
 // Sampled is one result of Table.Sample: the item's info, its trajectory and
-// the chunks it references (in the order of first use). The trajectory and
-// chunks are shared and must not be modified.
+// the chunks it references. The trajectory and chunk slices are shared with
+// the table and other samples and must not be modified.
 type Sampled struct {
 	Info       SampleInfo
 	Trajectory []TrajectoryColumn
@@ -68,7 +68,9 @@ type item struct {
 	seq          uint64 // insertion order
 	insertedAt   int64  // unix nanoseconds
 	trajectory   []TrajectoryColumn
-	chunks       []*ChunkRef
+	// chunks holds the chunks the item references (the table owns one
+	// reference to each). It is shared read-only with samples.
+	chunks []*Chunk
 }
 
 // validPriority reports an error for a NaN, infinite or negative priority.

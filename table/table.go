@@ -40,7 +40,9 @@ type Table struct {
 
 	mu struct {
 		sync.Mutex
-		items   map[uint64]*item
+		items   map[uint64]int32 // key -> index in slab
+		slab    []item           // item records; free slots are zeroed
+		free    []int32          // free slab indexes
 		sampler sampler.Selector
 		remover sampler.Selector
 		limiter *ratelimit.Limiter
@@ -90,7 +92,7 @@ func New(opts Options) (*Table, error) {
 		return nil, fmt.Errorf("%w: rate_limiter: %v", ErrInvalidOptions, err)
 	}
 	t := &Table{opts: opts}
-	t.mu.items = make(map[uint64]*item)
+	t.mu.items = make(map[uint64]int32)
 	t.mu.sampler, t.mu.remover, t.mu.limiter = s, r, lim
 	t.mu.notify = make(chan struct{})
 	t.mu.episodes = make(map[uint64]int64)
@@ -129,7 +131,7 @@ func (t *Table) Insert(ctx context.Context, it Item) error {
 			t.mu.Unlock()
 			return fmt.Errorf("%w: %q", ErrClosed, t.opts.Name)
 		}
-		if old, ok := t.mu.items[it.Key]; ok {
+		if old, ok := t.itemLocked(it.Key); ok {
 			err := t.updateLocked(old, it.Priority)
 			t.mu.Unlock()
 			return err
@@ -149,7 +151,8 @@ func (t *Table) Insert(ctx context.Context, it Item) error {
 			return fmt.Errorf("table %q: rate limiter: timed out waiting for the right to insert: %w", t.opts.Name, err)
 		}
 	}
-	var released []*ChunkRef
+	var scratch [4]*Chunk // released chunks; usually fits on the stack
+	released := scratch[:0]
 	if err := t.insertLocked(&it); err != nil {
 		t.mu.Unlock()
 		return err
@@ -157,7 +160,7 @@ func (t *Table) Insert(ctx context.Context, it Item) error {
 	if int64(len(t.mu.items)) > t.opts.MaxSize {
 		s, err := t.mu.remover.Sample()
 		if err == nil {
-			released = t.deleteLocked(t.mu.items[s.Key], released)
+			released = t.deleteLocked(s.Key, released)
 		}
 	}
 	t.notifyLocked()
@@ -175,23 +178,44 @@ func (t *Table) insertLocked(it *Item) error {
 		_ = t.mu.sampler.Delete(it.Key)
 		return fmt.Errorf("table %q: remover: %w", t.opts.Name, err)
 	}
-	rec := &item{
+	// The chunk list is shared, read-only, with every sample of the item,
+	// so it is allocated per insert and never reused.
+	chunks := make([]*Chunk, len(it.Chunks))
+	for i, r := range it.Chunks {
+		r.Acquire()
+		chunks[i] = r.chunk
+		t.mu.episodes[r.chunk.EpisodeID]++
+	}
+	var slot int32
+	if n := len(t.mu.free); n > 0 {
+		slot = t.mu.free[n-1]
+		t.mu.free = t.mu.free[:n-1]
+	} else {
+		slot = int32(len(t.mu.slab))
+		t.mu.slab = append(t.mu.slab, item{})
+	}
+	t.mu.slab[slot] = item{
 		key:        it.Key,
 		priority:   it.Priority,
 		seq:        t.mu.nextSeq,
 		insertedAt: t.opts.Now().UnixNano(),
 		trajectory: it.Trajectory,
-		chunks:     make([]*ChunkRef, len(it.Chunks)),
+		chunks:     chunks,
 	}
 	t.mu.nextSeq++
-	copy(rec.chunks, it.Chunks)
-	for _, r := range rec.chunks {
-		r.Acquire()
-		t.mu.episodes[r.chunk.EpisodeID]++
-	}
-	t.mu.items[it.Key] = rec
+	t.mu.items[it.Key] = slot
 	t.mu.limiter.Insert(1)
 	return nil
+}
+
+// itemLocked returns the record of key. The pointer is valid until the next
+// insert. t.mu must be held.
+func (t *Table) itemLocked(key uint64) (*item, bool) {
+	slot, ok := t.mu.items[key]
+	if !ok {
+		return nil, false
+	}
+	return &t.mu.slab[slot], true
 }
 
 // updateLocked sets an item's priority in both selectors. t.mu must be held.
@@ -207,26 +231,33 @@ func (t *Table) updateLocked(rec *item, priority float64) error {
 	return nil
 }
 
-// deleteLocked removes rec and appends its chunk references, to be released
-// once t.mu is unlocked, to released. t.mu must be held.
-func (t *Table) deleteLocked(rec *item, released []*ChunkRef) []*ChunkRef {
-	delete(t.mu.items, rec.key)
-	_ = t.mu.sampler.Delete(rec.key)
-	_ = t.mu.remover.Delete(rec.key)
+// deleteLocked removes the item with the given key (which must exist) and
+// appends its chunks, whose references are to be released once t.mu is
+// unlocked, to released. t.mu must be held.
+func (t *Table) deleteLocked(key uint64, released []*Chunk) []*Chunk {
+	slot := t.mu.items[key]
+	rec := &t.mu.slab[slot]
+	delete(t.mu.items, key)
+	_ = t.mu.sampler.Delete(key)
+	_ = t.mu.remover.Delete(key)
 	t.mu.limiter.Delete(1)
-	for _, r := range rec.chunks {
-		ep := r.chunk.EpisodeID
+	for _, c := range rec.chunks {
+		ep := c.EpisodeID
 		if t.mu.episodes[ep]--; t.mu.episodes[ep] <= 0 {
 			delete(t.mu.episodes, ep)
 			t.mu.numDeletedEpisodes++
 		}
 	}
-	return append(released, rec.chunks...)
+	released = append(released, rec.chunks...)
+	*rec = item{} // drop pointers so deleted data can be collected
+	t.mu.free = append(t.mu.free, slot)
+	return released
 }
 
-func releaseAll(refs []*ChunkRef) {
-	for _, r := range refs {
-		r.Release()
+// releaseAll gives back the table's reference to each chunk.
+func releaseAll(chunks []*Chunk) {
+	for _, c := range chunks {
+		c.ref.Release()
 	}
 }
 
@@ -284,7 +315,8 @@ func (t *Table) sample(ctx context.Context, n int, flexible bool, dst []Sampled)
 			return dst, fmt.Errorf("table %q: rate limiter: timed out waiting for the right to sample: %w", t.opts.Name, err)
 		}
 	}
-	var released []*ChunkRef
+	var scratch [4]*Chunk
+	released := scratch[:0]
 	for i := 0; i < n; i++ {
 		if i > 0 && (!t.mu.limiter.CanSample(1) || len(t.mu.items) == 0) {
 			break // flexible batch: stop where the limiter does
@@ -301,12 +333,12 @@ func (t *Table) sample(ctx context.Context, n int, flexible bool, dst []Sampled)
 
 // sampleOneLocked picks one item and applies the sample's effects. t.mu must
 // be held and the table must not be empty.
-func (t *Table) sampleOneLocked(rateLimited bool, released []*ChunkRef) (Sampled, []*ChunkRef) {
+func (t *Table) sampleOneLocked(rateLimited bool, released []*Chunk) (Sampled, []*Chunk) {
 	pick, err := t.mu.sampler.Sample()
 	if err != nil {
 		panic(fmt.Sprintf("table %q: sampler failed on a table of %d items: %v", t.opts.Name, len(t.mu.items), err))
 	}
-	rec := t.mu.items[pick.Key]
+	rec, _ := t.itemLocked(pick.Key)
 	rec.timesSampled++
 	if rec.timesSampled == 1 {
 		t.mu.numUniqueSamples++
@@ -322,14 +354,11 @@ func (t *Table) sampleOneLocked(rateLimited bool, released []*ChunkRef) (Sampled
 			RateLimited:  rateLimited,
 		},
 		Trajectory: rec.trajectory,
-		Chunks:     make([]*Chunk, len(rec.chunks)),
-	}
-	for i, r := range rec.chunks {
-		out.Chunks[i] = r.chunk
+		Chunks:     rec.chunks,
 	}
 	t.mu.limiter.Sample(1)
 	if mts := t.opts.MaxTimesSampled; mts > 0 && rec.timesSampled >= mts {
-		released = t.deleteLocked(rec, released)
+		released = t.deleteLocked(rec.key, released)
 	}
 	return out, released
 }
@@ -351,15 +380,15 @@ func (t *Table) MutatePriorities(ctx context.Context, updates map[uint64]float64
 		t.mu.Unlock()
 		return fmt.Errorf("%w: %q", ErrClosed, t.opts.Name)
 	}
-	var released []*ChunkRef
+	var released []*Chunk
 	for _, k := range deletes {
-		if rec, ok := t.mu.items[k]; ok {
-			released = t.deleteLocked(rec, released)
+		if _, ok := t.mu.items[k]; ok {
+			released = t.deleteLocked(k, released)
 		}
 	}
 	var err error
 	for k, p := range updates {
-		if rec, ok := t.mu.items[k]; ok {
+		if rec, ok := t.itemLocked(k); ok {
 			if err = t.updateLocked(rec, p); err != nil {
 				break
 			}
@@ -392,12 +421,13 @@ func (t *Table) Reset(ctx context.Context) error {
 
 // clearLocked empties the table and zeroes its counters, returning the chunk
 // references to release. t.mu must be held.
-func (t *Table) clearLocked() []*ChunkRef {
-	var released []*ChunkRef
-	for _, rec := range t.mu.items {
-		released = append(released, rec.chunks...)
+func (t *Table) clearLocked() []*Chunk {
+	var released []*Chunk
+	for _, slot := range t.mu.items {
+		released = append(released, t.mu.slab[slot].chunks...)
 	}
 	clear(t.mu.items)
+	t.mu.slab, t.mu.free = nil, nil
 	t.mu.sampler.Clear()
 	t.mu.remover.Clear()
 	t.mu.limiter.Reset()

@@ -46,7 +46,7 @@ func (f *fixture) item(key uint64, priority float64) Item {
 func (f *fixture) insert(tb *Table, key uint64, priority float64) {
 	f.t.Helper()
 	it := f.item(key, priority)
-	defer releaseAll(it.Chunks)
+	defer releaseRefs(it.Chunks)
 	if err := tb.Insert(context.Background(), it); err != nil {
 		f.t.Fatalf("insert %d: %v", key, err)
 	}
@@ -206,7 +206,7 @@ func TestInsertExistingKeyUpdatesPriorityOnly(t *testing.T) {
 	if err := tb.Insert(context.Background(), it); err != nil {
 		t.Fatal(err)
 	}
-	releaseAll(it.Chunks)
+	releaseRefs(it.Chunks)
 	if in := tb.Info(); in.Limiter != first.Limiter || in.Size != 2 || in.NumEpisodes != first.NumEpisodes {
 		t.Fatalf("re-insert changed counters: %+v vs %+v", in, first)
 	}
@@ -273,7 +273,7 @@ func TestBadItems(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			it := good()
-			defer releaseAll(it.Chunks)
+			defer releaseRefs(it.Chunks)
 			tt.edit(&it)
 			err := tb.Insert(context.Background(), it)
 			if !errors.Is(err, tt.want) {
@@ -289,7 +289,7 @@ func TestBadItems(t *testing.T) {
 	if err := tb.Insert(context.Background(), it); !errors.Is(err, ErrInvalidPriority) {
 		t.Fatalf("update to NaN: %v", err)
 	}
-	releaseAll(it.Chunks)
+	releaseRefs(it.Chunks)
 	if err := tb.MutatePriorities(context.Background(), map[uint64]float64{1: 2, 7: -1}, []uint64{1}); !errors.Is(err, ErrInvalidPriority) {
 		t.Fatalf("mutate with -1: %v", err)
 	}
@@ -418,7 +418,7 @@ func TestLimiterVectorThroughTable(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		it := f.item(3, 1)
-		defer releaseAll(it.Chunks)
+		defer releaseRefs(it.Chunks)
 		done <- tb.Insert(context.Background(), it)
 	}()
 	waitFor(t, func() bool { return tb.Info().InsertsWaiting == 1 })
@@ -463,7 +463,7 @@ func TestQueueAndStack(t *testing.T) {
 			if err := tb.Insert(ctx, it); !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("insert into full queue: %v", err)
 			}
-			releaseAll(it.Chunks)
+			releaseRefs(it.Chunks)
 			for _, want := range tc.order {
 				got, err := tb.Sample(context.Background(), 1)
 				if err != nil || got[0].Info.Key != want || got[0].Info.Probability != 1 {
@@ -537,7 +537,7 @@ func TestWaitersReleasedByDeadlineCancelAndClose(t *testing.T) {
 	if err := tb.Insert(context.Background(), it); !errors.Is(err, ErrClosed) {
 		t.Fatalf("insert after close: %v", err)
 	}
-	releaseAll(it.Chunks)
+	releaseRefs(it.Chunks)
 	if err := tb.Reset(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("reset after close: %v", err)
 	}
@@ -554,7 +554,7 @@ func TestInsertWaiterReleasedByClose(t *testing.T) {
 	errs := make(chan error, 1)
 	go func() {
 		it := f.item(2, 1)
-		defer releaseAll(it.Chunks)
+		defer releaseRefs(it.Chunks)
 		errs <- tb.Insert(context.Background(), it)
 	}()
 	waitFor(t, func() bool { return tb.Info().InsertsWaiting == 1 })
@@ -596,7 +596,7 @@ func TestStress(t *testing.T) {
 				it := Item{Key: key, Priority: float64(i%7) + 0.5, Chunks: []*ChunkRef{f.chunk(key, uint64(w), 1)},
 					Trajectory: []TrajectoryColumn{{Slices: []ChunkSlice{{ChunkKey: key, Length: 1}}}}}
 				err := tb.Insert(ctx, it)
-				releaseAll(it.Chunks)
+				releaseRefs(it.Chunks)
 				if err != nil {
 					if ctx.Err() == nil {
 						t.Errorf("insert: %v", err)
@@ -672,3 +672,9 @@ func waitFor(t testing.TB, cond func() bool) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func releaseRefs(refs []*ChunkRef) {
+	for _, r := range refs {
+		r.Release()
+	}
+}
