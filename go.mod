@@ -7,6 +7,7 @@ require github.com/klauspost/compress v1.20.4
 require (
 	github.com/google/flatbuffers v25.12.19+incompatible // indirect
 	go.uber.org/goleak v1.3.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.6 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
