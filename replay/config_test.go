@@ -70,7 +70,9 @@ func TestConfigFields(t *testing.T) {
 		{"sample_to_insert_ratio error_buffer", `rate_limiter: {sample_to_insert_ratio: {samples_per_insert: 4, min_size_to_sample: 1000, error_buffer: 400}}`,
 			with(func(o *table.Options) { o.RateLimiter = ratelimit.Must(ratelimit.SampleToInsertRatio(4, 1000, 400)) })},
 		{"sample_to_insert_ratio range", `rate_limiter: {sample_to_insert_ratio: {samples_per_insert: 2, min_size_to_sample: 10, min_diff: 0, max_diff: 40}}`,
-			with(func(o *table.Options) { o.RateLimiter = ratelimit.Must(ratelimit.SampleToInsertRatioRange(2, 10, 0, 40)) })},
+			with(func(o *table.Options) {
+				o.RateLimiter = ratelimit.Must(ratelimit.SampleToInsertRatioRange(2, 10, 0, 40))
+			})},
 		{"sample_to_insert_ratio infinite range", `rate_limiter: {sample_to_insert_ratio: {samples_per_insert: 2, min_size_to_sample: 10, min_diff: -.inf, max_diff: "inf"}}`,
 			with(func(o *table.Options) {
 				o.RateLimiter = ratelimit.Must(ratelimit.SampleToInsertRatioRange(2, 10, -inf, inf))
