@@ -28,13 +28,16 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/recall-rl/recall/internal/chunkcodec"
 	"github.com/recall-rl/recall/replay"
+	"github.com/recall-rl/recall/table"
 )
 
 func TestMain(m *testing.M) {
@@ -71,7 +74,7 @@ tables:
 `
 
 // startServer serves testTables in-process on a free port.
-func startServer(t *testing.T, opts replay.ServerOptions) string {
+func startServer(t *testing.T, opts replay.ServerOptions) (string, *replay.Server) {
 	t.Helper()
 	tables, err := replay.ParseConfig([]byte(testTables), "yaml", "test.yaml")
 	if err != nil {
@@ -95,7 +98,7 @@ func startServer(t *testing.T, opts replay.ServerOptions) string {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return lis.Addr().String()
+	return lis.Addr().String(), srv
 }
 
 func dial(t *testing.T, addr string, opts ...replay.Option) *replay.Client {
@@ -110,33 +113,35 @@ func dial(t *testing.T, addr string, opts ...replay.Option) *replay.Client {
 	return c
 }
 
-// insert writes one single-step item per priority into table, each with a
-// float32 [2] column "obs".
-func insert(t *testing.T, addr, table string, priorities []float64, opts ...replay.Option) {
+var nextKey atomic.Uint64
+
+// insert puts one single-step item per priority straight into the server's
+// table (not through the wire, so these tests do not depend on the
+// writer), each with a float32 [2] column "obs" in a chunk of its own.
+func insert(t *testing.T, srv *replay.Server, name string, priorities []float64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	w, err := dial(t, addr, opts...).NewWriter(replay.WriterOptions{})
-	if err != nil {
-		t.Fatal(err)
+	tb := srv.Table(name)
+	if tb == nil {
+		t.Fatalf("no table %q", name)
 	}
 	for i, p := range priorities {
 		obs, err := replay.FromSlice([]float32{float32(i), float32(i) + 0.5})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := w.Append(map[string]replay.Tensor{"obs": obs}); err != nil {
+		data, err := chunkcodec.Encode([]chunkcodec.Column{{Name: "obs", Steps: []replay.Tensor{obs}}}, chunkcodec.Options{})
+		if err != nil {
 			t.Fatal(err)
 		}
-		if err := w.CreateItem(ctx, table, p, w.History("obs").Last(1)); err != nil {
+		key := nextKey.Add(1)
+		ref := tb.Chunks().Add(&table.Chunk{Key: key, EpisodeID: 1, Start: int64(i), Length: 1, Data: data,
+			Columns: []table.ColumnSpec{{Name: "obs", DType: obs.DType, Shape: obs.Shape}}})
+		err = tb.Insert(context.Background(), table.Item{Key: key, Priority: p, Chunks: []*table.ChunkRef{ref},
+			Trajectory: []table.TrajectoryColumn{{Slices: []table.ChunkSlice{{ChunkKey: key, Length: 1}}}}})
+		ref.Release()
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := w.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -239,8 +244,8 @@ func TestReplayctlUsage(t *testing.T) {
 }
 
 func TestReplayctlInfo(t *testing.T) {
-	addr := startServer(t, replay.ServerOptions{})
-	insert(t, addr, "replay", []float64{1, 2, 3})
+	addr, srv := startServer(t, replay.ServerOptions{})
+	insert(t, srv, "replay", []float64{1, 2, 3})
 
 	r := ctl(t, "--addr", addr, "info")
 	r.check(t, 0, nil, nil)
@@ -320,9 +325,9 @@ func TestReplayctlInfo(t *testing.T) {
 var sampleLineRE = regexp.MustCompile(`^key=(\d+) priority=(\S+) probability=(\S+) times_sampled=(\d+) table_size=(\d+) inserted_at=(\S+) rate_limited=(true|false) columns=obs:float32\[1,2\]$`)
 
 func TestReplayctlSample(t *testing.T) {
-	addr := startServer(t, replay.ServerOptions{})
+	addr, srv := startServer(t, replay.ServerOptions{})
 	prios := []float64{1, 2, 3, 4, 5}
-	insert(t, addr, "replay", prios)
+	insert(t, srv, "replay", prios)
 	var sum float64
 	for _, p := range prios {
 		sum += math.Pow(p, 0.6)
@@ -374,8 +379,8 @@ func TestReplayctlSample(t *testing.T) {
 }
 
 func TestReplayctlSampleQueue(t *testing.T) {
-	addr := startServer(t, replay.ServerOptions{})
-	insert(t, addr, "queue", []float64{7, 8})
+	addr, srv := startServer(t, replay.ServerOptions{})
+	insert(t, srv, "queue", []float64{7, 8})
 
 	// FIFO order, each item once; then the queue is empty and the limiter
 	// blocks, which the error explains.
@@ -406,7 +411,7 @@ func TestReplayctlSampleQueue(t *testing.T) {
 }
 
 func TestReplayctlErrors(t *testing.T) {
-	addr := startServer(t, replay.ServerOptions{})
+	addr, _ := startServer(t, replay.ServerOptions{})
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -439,8 +444,8 @@ func TestReplayctlErrors(t *testing.T) {
 }
 
 func TestReplayctlReset(t *testing.T) {
-	addr := startServer(t, replay.ServerOptions{})
-	insert(t, addr, "replay", []float64{1, 1, 1})
+	addr, srv := startServer(t, replay.ServerOptions{})
+	insert(t, srv, "replay", []float64{1, 1, 1})
 	if ti := tableInfo(t, addr, "replay"); ti.Size != 3 {
 		t.Fatalf("size %d before reset", ti.Size)
 	}
@@ -451,7 +456,7 @@ func TestReplayctlReset(t *testing.T) {
 }
 
 func TestReplayctlAuthToken(t *testing.T) {
-	addr := startServer(t, replay.ServerOptions{AuthToken: "s3cret"})
+	addr, _ := startServer(t, replay.ServerOptions{AuthToken: "s3cret"})
 	ctl(t, "--addr", addr, "info").check(t, 1, nil, []string{"replayctl: info: ", "Unauthenticated", "(set --auth-token or $REPLAY_AUTH_TOKEN)"})
 	ctl(t, "--addr", addr, "--auth-token", "wrong", "info").check(t, 1, nil, []string{"Unauthenticated"})
 	ctl(t, "--addr", addr, "--auth-token", "s3cret", "info").check(t, 0, []string{"replay"}, nil)
@@ -464,7 +469,7 @@ func TestReplayctlAuthToken(t *testing.T) {
 
 func TestReplayctlTLS(t *testing.T) {
 	certPEM, cert := makeCert(t)
-	addr := startServer(t, replay.ServerOptions{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+	addr, _ := startServer(t, replay.ServerOptions{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	ca := writeFile(t, "ca.pem", certPEM)
 	ctl(t, "--addr", addr, "--tls-ca", ca, "info").check(t, 0, []string{"replay"}, nil)
 	ctl(t, "--addr", addr, "--timeout", "300ms", "info").check(t, 1, nil, []string{"cannot connect"})
@@ -633,38 +638,42 @@ func TestReplayctlBinaries(t *testing.T) {
 			t.Fatalf("replayd did not report its address:\n%s", stderr.String())
 		}
 	}
-	insert(t, addr, "replay", []float64{1, 2, 3}, replay.WithAuthToken("tok"))
 	env := []string{tokenEnv + "=tok"}
 
 	r := ctlBinary(t, replayctl, nil, "--addr", addr, "info")
 	r.check(t, 1, nil, []string{"Unauthenticated"})
 
 	r = ctlBinary(t, replayctl, env, "--addr", addr, "info")
-	r.check(t, 0, []string{"NAME", "RATE_LIMITER", "prioritized(0.6)", "Queue(10)", "queue: sampling blocked:"}, nil)
+	r.check(t, 0, []string{"NAME", "RATE_LIMITER", "prioritized(0.6)", "Queue(10)", "queue: sampling blocked:", "replay: sampling blocked:"}, nil)
 
 	r = ctlBinary(t, replayctl, env, "--addr", addr, "info", "--json")
 	r.check(t, 0, nil, nil)
 	var info infoJSON
-	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil || len(info.Tables) != 2 || info.Tables[0].Size != 3 {
+	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil || len(info.Tables) != 2 || info.Tables[0].Name != "replay" || info.Tables[1].MaxSize != 10 {
 		t.Fatalf("info --json: %v\n%s", err, r)
-	}
-
-	r = ctlBinary(t, replayctl, env, "--addr", addr, "sample", "replay", "-n", "2", "--json")
-	r.check(t, 0, nil, nil)
-	if n := strings.Count(r.stdout, "\n"); n != 2 || !strings.Contains(r.stdout, `"table_size":3`) {
-		t.Errorf("sample: %d lines\n%s", n, r)
 	}
 
 	r = ctlBinary(t, replayctl, nil, "--addr", addr, "--auth-token", "tok", "reset", "replay")
 	r.check(t, 0, []string{"reset table replay"}, nil)
-	if ti := tableInfo(t, addr, "replay", replay.WithAuthToken("tok")); ti.Size != 0 {
-		t.Errorf("size %d after reset", ti.Size)
-	}
+	ctlBinary(t, replayctl, env, "--addr", addr, "reset", "nope").check(t, 1, nil, []string{"table not found"})
 
 	ctlBinary(t, replayctl, env, "--addr", addr, "checkpoint").check(t, 1, nil, []string{"does not support checkpoints"})
 	ctlBinary(t, replayctl, env, "--addr", addr, "--timeout", "200ms", "sample", "queue").check(t, 1, nil, []string{"rate limiter blocks sampling"})
 	ctlBinary(t, replayctl, env, "--addr", addr, "explode").check(t, 2, nil, []string{`unknown command "explode"`, "Usage:"})
 	ctlBinary(t, replayctl, nil).check(t, 2, nil, []string{"no command"})
+
+	// Sampling items, against an in-process server that has some.
+	srvAddr, srv := startServer(t, replay.ServerOptions{})
+	insert(t, srv, "replay", []float64{1, 2, 3})
+	r = ctlBinary(t, replayctl, nil, "--addr", srvAddr, "sample", "replay", "-n", "2", "--json")
+	r.check(t, 0, nil, nil)
+	if n := strings.Count(r.stdout, "\n"); n != 2 || !strings.Contains(r.stdout, `"table_size":3`) {
+		t.Errorf("sample: %d lines\n%s", n, r)
+	}
+	r = ctlBinary(t, replayctl, nil, "--addr", srvAddr, "sample", "replay")
+	if r.check(t, 0, nil, nil); !sampleLineRE.MatchString(strings.TrimSpace(r.stdout)) {
+		t.Errorf("sample line %q does not match %s", r.stdout, sampleLineRE)
+	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
