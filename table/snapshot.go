@@ -1,0 +1,146 @@
+package table
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/recall-rl/recall/ratelimit"
+)
+
+// Snapshot is a consistent copy of a table's state at one instant: its
+// options, its items in insertion order and its counters. Items share their
+// trajectories and chunks with the table (both are immutable), so taking a
+// snapshot copies only item metadata; chunk data stays valid after the
+// table drops the items.
+type Snapshot struct {
+	Options            Options
+	Items              []SnapshotItem
+	Limiter            ratelimit.State
+	NumDeletedEpisodes int64
+	NumUniqueSamples   int64
+}
+
+// SnapshotItem is one item of a Snapshot.
+type SnapshotItem struct {
+	Key          uint64
+	Priority     float64
+	TimesSampled int32
+	InsertedAt   time.Time
+	Trajectory   []TrajectoryColumn
+	Chunks       []*Chunk
+}
+
+// ErrNotEmpty is returned by Restore on a table that holds items.
+var ErrNotEmpty = errors.New("table: restore into a table that is not empty")
+
+// Snapshot copies the table's state. The table lock is held only while item
+// metadata is copied.
+func (t *Table) Snapshot() (*Snapshot, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.mu.closed {
+		return nil, fmt.Errorf("%w: %q", ErrClosed, t.opts.Name)
+	}
+	s := &Snapshot{
+		Options:            t.Options(),
+		Items:              make([]SnapshotItem, 0, len(t.mu.items)),
+		Limiter:            t.mu.limiter.State(),
+		NumDeletedEpisodes: t.mu.numDeletedEpisodes,
+		NumUniqueSamples:   t.mu.numUniqueSamples,
+	}
+	s.Options.Chunks, s.Options.Now = nil, nil
+	seqs := make([]uint64, 0, len(t.mu.items))
+	for _, slot := range t.mu.items {
+		rec := &t.mu.slab[slot]
+		s.Items = append(s.Items, SnapshotItem{
+			Key:          rec.key,
+			Priority:     rec.priority,
+			TimesSampled: rec.timesSampled,
+			InsertedAt:   time.Unix(0, rec.insertedAt),
+			Trajectory:   rec.trajectory,
+			Chunks:       rec.chunks,
+		})
+		seqs = append(seqs, rec.seq)
+	}
+	// Insertion order: FIFO/LIFO selectors and heap ties depend on it.
+	idx := make([]int, len(seqs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		switch {
+		case seqs[a] < seqs[b]:
+			return -1
+		case seqs[a] > seqs[b]:
+			return 1
+		}
+		return 0
+	})
+	sorted := make([]SnapshotItem, len(idx))
+	for i, j := range idx {
+		sorted[i] = s.Items[j]
+	}
+	s.Items = sorted
+	return s, nil
+}
+
+// Restore loads a snapshot's items and counters into an empty table,
+// bypassing the rate limiter, in the snapshot's insertion order. Chunks are
+// added to the table's chunk store (a chunk already there is shared). The
+// limiter counters are restored as they were, so a limiter that blocked
+// before the snapshot blocks after it; Info says why.
+func (t *Table) Restore(s *Snapshot) error {
+	for i := range s.Items {
+		it := &s.Items[i]
+		refs := make([]*ChunkRef, len(it.Chunks))
+		for j, c := range it.Chunks {
+			refs[j] = &ChunkRef{chunk: c} // only for validation
+		}
+		tmp := Item{Key: it.Key, Priority: it.Priority, Trajectory: it.Trajectory, Chunks: refs}
+		if err := validateItem(&tmp, t.opts.Signature); err != nil {
+			return fmt.Errorf("table %q: restore item %d: %w", t.opts.Name, i, err)
+		}
+		if it.TimesSampled < 0 {
+			return fmt.Errorf("%w: table %q: restore item %d has times sampled %d", ErrInvalidItem, t.opts.Name, it.Key, it.TimesSampled)
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.mu.closed {
+		return fmt.Errorf("%w: %q", ErrClosed, t.opts.Name)
+	}
+	if len(t.mu.items) > 0 {
+		return fmt.Errorf("%w: %q holds %d items", ErrNotEmpty, t.opts.Name, len(t.mu.items))
+	}
+	for i := range s.Items {
+		it := &s.Items[i]
+		if _, dup := t.mu.items[it.Key]; dup {
+			released := t.clearLocked()
+			defer releaseAll(released)
+			return fmt.Errorf("%w: table %q: snapshot lists key %d twice", ErrInvalidItem, t.opts.Name, it.Key)
+		}
+		refs := make([]*ChunkRef, len(it.Chunks))
+		for j, c := range it.Chunks {
+			refs[j] = t.opts.Chunks.Add(c)
+		}
+		err := t.insertLocked(&Item{Key: it.Key, Priority: it.Priority, Trajectory: it.Trajectory, Chunks: refs})
+		for _, r := range refs {
+			r.Release() // the table took its own reference
+		}
+		if err != nil {
+			released := t.clearLocked()
+			defer releaseAll(released)
+			return err
+		}
+		rec, _ := t.itemLocked(it.Key)
+		rec.timesSampled = it.TimesSampled
+		rec.insertedAt = it.InsertedAt.UnixNano()
+	}
+	t.mu.limiter.Restore(s.Limiter)
+	t.mu.numDeletedEpisodes = s.NumDeletedEpisodes
+	t.mu.numUniqueSamples = s.NumUniqueSamples
+	t.notifyLocked()
+	return nil
+}

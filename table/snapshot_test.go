@@ -1,0 +1,67 @@
+package table
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/recall-rl/recall/ratelimit"
+	"github.com/recall-rl/recall/sampler"
+)
+
+func TestSnapshotRestoreRoundTrip(t *testing.T) {
+	f := newFixture(t)
+	lim := ratelimit.Must(ratelimit.SampleToInsertRatio(2, 3, 30))
+	tb := newTable(t, f, Options{Name: "src", Sampler: sampler.FIFOSpec(), Remover: sampler.MinHeapSpec(), MaxSize: 50, RateLimiter: lim})
+	ctx := context.Background()
+	for k := uint64(1); k <= 8; k++ {
+		f.insert(tb, k*10, float64(k))
+	}
+	if _, err := tb.Sample(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	tb.MutatePriorities(ctx, nil, []uint64{30})
+	snap, err := tb.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Items) != 7 || snap.Items[0].Key != 10 || snap.Items[0].TimesSampled != 5 {
+		t.Fatalf("snapshot items %+v", snap.Items[:1])
+	}
+	// Changing the source after the snapshot does not change the snapshot.
+	tb.Reset(ctx)
+
+	g := newFixture(t)
+	opts := snap.Options
+	opts.Name = "dst"
+	dst := newTable(t, g, opts)
+	if err := dst.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	in := dst.Info()
+	if in.Size != 7 || in.Limiter != snap.Limiter || in.NumUniqueSamples != 1 || in.NumDeletedEpisodes != snap.NumDeletedEpisodes {
+		t.Fatalf("restored info %+v (snapshot limiter %+v)", in, snap.Limiter)
+	}
+	if in.RateLimiter != lim || in.Sampler != sampler.FIFOSpec() || in.Remover != sampler.MinHeapSpec() || in.MaxSize != 50 {
+		t.Fatalf("restored options %+v", in)
+	}
+	if g.store.Len() != 7 {
+		t.Fatalf("chunks restored: %d", g.store.Len())
+	}
+	// diff = 8*2 - 5 = 11, min_diff = 2*3-30 = -24: 35 more samples are
+	// allowed, then sampling blocks, as it would have on the source.
+	got, err := dst.Sample(ctx, 35)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Info.Key != 10 || got[0].Info.TimesSampled != 6 || !got[0].Info.InsertedAt.Equal(snap.Items[0].InsertedAt) {
+		t.Fatalf("first restored sample %+v", got[0].Info)
+	}
+	if r := dst.Info().SampleBlockedReason; !strings.Contains(r, "below min_diff -24") {
+		t.Fatalf("blocked reason after restore: %q", r)
+	}
+	if err := dst.Restore(snap); !errors.Is(err, ErrNotEmpty) {
+		t.Fatalf("restore into non-empty table: %v", err)
+	}
+}
