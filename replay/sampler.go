@@ -94,7 +94,13 @@ type Sampler struct {
 	out    chan sampleResult
 
 	delivered atomic.Int64
-	workers   []*sampleWorker
+	// budget is how many more samples may be requested from the server
+	// (granted as credit); negative means unlimited. With WithMaxSamples
+	// it starts at the maximum, so no sample is taken from the table that
+	// Next would not return.
+	budget  atomic.Int64
+	active  atomic.Int32 // workers whose streams have not ended cleanly
+	workers []*sampleWorker
 
 	errMu sync.Mutex
 	err   error // sticky terminal error
@@ -120,6 +126,11 @@ func (c *Client) NewSampler(table string, opts ...SamplerOption) (*Sampler, erro
 	}
 	s := &Sampler{c: c, table: table, opts: o, out: make(chan sampleResult, o.prefetch*o.workers+o.workers)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.budget.Store(-1)
+	if o.maxSamples > 0 {
+		s.budget.Store(o.maxSamples)
+	}
+	s.active.Store(int32(o.workers))
 	for i := 0; i < o.workers; i++ {
 		w := &sampleWorker{s: s, id: i, kick: make(chan struct{}, 1)}
 		s.workers = append(s.workers, w)
@@ -216,6 +227,28 @@ func (s *Sampler) Close() error {
 	return nil
 }
 
+// reserve takes up to n samples from the budget and returns how many.
+func (s *Sampler) reserve(n int64) int64 {
+	for {
+		b := s.budget.Load()
+		if b < 0 {
+			return n
+		}
+		take := min(b, n)
+		if take <= 0 || s.budget.CompareAndSwap(b, b-take) {
+			return max(take, 0)
+		}
+	}
+}
+
+// unreserve returns credit that was granted but never used (its stream
+// ended) to the budget.
+func (s *Sampler) unreserve(n int64) {
+	if n > 0 && s.budget.Load() >= 0 {
+		s.budget.Add(n)
+	}
+}
+
 func (s *Sampler) stickyErr() error {
 	s.errMu.Lock()
 	defer s.errMu.Unlock()
@@ -275,6 +308,11 @@ func (w *sampleWorker) run() {
 			continue
 		}
 		if err == nil {
+			// A clean end (the max-samples budget is spent): only the last
+			// worker to finish reports the end, after everything buffered.
+			if w.s.active.Add(-1) > 0 {
+				return
+			}
 			err = io.EOF
 		}
 		select {
@@ -294,11 +332,22 @@ func (w *sampleWorker) stream() error {
 	if err != nil {
 		return fromStatus(err)
 	}
+	// Reading the stream's context commits it: gRPC then no longer retries
+	// it transparently on a new transport, which would leave Send failing
+	// on the old attempt while Recv waits on the new one.
+	_ = st.Context()
+
 	// Credit for a new stream: the prefetch window minus samples of earlier
-	// streams still buffered for Next.
+	// streams still buffered for Next, within the max-samples budget.
 	w.owed.Store(0)
 	buffered := int64(len(s.out))
-	initial := max(int64(1), int64(s.opts.prefetch)-buffered)
+	initial := s.reserve(max(int64(1), int64(s.opts.prefetch)-buffered))
+	if initial == 0 {
+		return nil // every allowed sample has been requested
+	}
+	var granted, received atomic.Int64
+	granted.Store(initial)
+	defer func() { s.unreserve(granted.Load() - received.Load()) }()
 	if err := st.Send(buildSampleRequest(s.table, int32(initial), s.opts.timeout, 0)); err != nil {
 		return fromStatus(recvErr(st, err))
 	}
@@ -314,6 +363,11 @@ func (w *sampleWorker) stream() error {
 			}
 			if n := w.owed.Load(); n >= threshold {
 				w.owed.Add(-n)
+				n = s.reserve(n)
+				if n == 0 {
+					continue
+				}
+				granted.Add(n)
 				if err := st.Send(buildSampleRequest("", int32(n), 0, 0)); err != nil {
 					sendErr <- err
 					return
@@ -334,6 +388,7 @@ func (w *sampleWorker) stream() error {
 		if err != nil {
 			return fmt.Errorf("replay: sample response: %w", err)
 		}
+		received.Add(int64(len(samples)))
 		dec := make(decodedChunks, len(samples))
 		for i := range samples {
 			cols, names, err := assemble(&samples[i], dec)

@@ -745,3 +745,38 @@ func TestRawBench(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestMaxSamplesTakesNoMoreFromTheTable(t *testing.T) {
+	o, _ := table.QueueOptions("q", 100)
+	ts := startServer(t, ServerOptions{Tables: []table.Options{o}})
+	c := dial(t, ts.addr)
+	ctx := context.Background()
+	var chunks []*table.Chunk
+	var items []insertItem
+	for k := uint64(1); k <= 20; k++ {
+		ch := encodeChunk(t, k, 1, "x", tensor.Scalar(int32(k)))
+		chunks = append(chunks, ch)
+		items = append(items, insertItem{table: "q", key: k, priority: 1, trajectory: whole(ch)})
+	}
+	if _, err := rawInsert(ctx, c, chunks, items, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, workers := range []int{1, 3} {
+		s, err := c.NewSampler("q", WithMaxSamples(4), WithWorkers(workers), WithPrefetch(64))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 4; i++ {
+			if _, err := s.Next(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.Next(ctx); !errors.Is(err, io.EOF) {
+			t.Fatalf("after 4: %v", err)
+		}
+		s.Close()
+	}
+	if got := ts.srv.Table("q").Size(); got != 12 {
+		t.Fatalf("queue holds %d items, want 20-8 = 12", got)
+	}
+}
