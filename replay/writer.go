@@ -113,6 +113,17 @@ func (c Compression) String() string {
 	return compressionLevels[c].String()
 }
 
+// ParseCompression parses a compression name as printed by String:
+// "fastest", "balanced", "better", "best" or "none".
+func ParseCompression(name string) (Compression, error) {
+	for c := Compression(0); c.valid(); c++ {
+		if c.String() == name {
+			return c, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: unknown compression %q (want fastest, balanced, better, best or none)", ErrInvalidArgument, name)
+}
+
 // Defaults for WriterOptions.
 const (
 	DefaultChunkLength      = 1
