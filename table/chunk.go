@@ -2,7 +2,6 @@ package table
 
 import (
 	"fmt"
-	"sync"
 	"sync/atomic"
 
 	"github.com/recall-rl/recall/internal/tensor"
@@ -37,63 +36,40 @@ type Chunk struct {
 	ref *ChunkRef // set by ChunkStore.Add: the store entry holding this chunk
 }
 
-// ChunkStore holds chunks shared by items of any number of tables. Each
-// chunk is stored once per key and reference-counted: it stays in the store
-// while a reference is held and is dropped when the last one is released.
-// A ChunkStore is safe for concurrent use.
+// ChunkStore accounts for the chunks shared by items of any number of
+// tables. Each chunk added is reference-counted: it counts as stored while
+// a reference is held and leaves when the last one is released. The store
+// keeps no index of its chunks (a hot path map would cost a cache miss per
+// insert and evict): whoever needs a chunk by key (an insert stream, a
+// checkpoint loader) holds its own map of references. A ChunkStore is safe
+// for concurrent use.
 type ChunkStore struct {
-	mu struct {
-		sync.Mutex
-		chunks map[uint64]*ChunkRef
-	}
 	count atomic.Int64
 	bytes atomic.Int64
 }
 
 // NewChunkStore returns an empty store.
-func NewChunkStore() *ChunkStore {
-	s := &ChunkStore{}
-	s.mu.chunks = make(map[uint64]*ChunkRef)
-	return s
-}
+func NewChunkStore() *ChunkStore { return &ChunkStore{} }
 
 // ChunkRef is a counted reference to a chunk in a ChunkStore. Every
-// reference obtained from Add, Get or Acquire must be given back with
-// Release exactly once.
+// reference obtained from Add or Acquire must be given back with Release
+// exactly once.
 type ChunkRef struct {
 	store *ChunkStore
 	chunk *Chunk
 	refs  atomic.Int64
 }
 
-// Add stores c and returns a reference to it. If a chunk with the same key
-// is already stored, the stored one is referenced instead and c is
-// discarded: chunk keys identify content, so a resent chunk is a duplicate.
+// Add stores c and returns the first reference to it. A chunk must be added
+// once; share it by passing the reference (Acquire) rather than adding the
+// same *Chunk again.
 func (s *ChunkStore) Add(c *Chunk) *ChunkRef {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r, ok := s.mu.chunks[c.Key]; ok {
-		r.refs.Add(1)
-		return r
-	}
 	r := &ChunkRef{store: s, chunk: c}
 	c.ref = r
 	r.refs.Store(1)
-	s.mu.chunks[c.Key] = r
 	s.count.Add(1)
 	s.bytes.Add(int64(len(c.Data)))
 	return r
-}
-
-// Get returns a new reference to the stored chunk with the given key.
-func (s *ChunkStore) Get(key uint64) (*ChunkRef, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.mu.chunks[key]
-	if ok {
-		r.refs.Add(1)
-	}
-	return r, ok
 }
 
 // Len returns the number of chunks stored.
@@ -119,23 +95,14 @@ func (r *ChunkRef) Acquire() {
 // Release gives back one reference; the chunk leaves its store when none
 // remain.
 func (r *ChunkRef) Release() {
-	n := r.refs.Add(-1)
-	switch {
+	switch n := r.refs.Add(-1); {
 	case n > 0:
 		return
 	case n < 0:
 		panic(fmt.Sprintf("table: chunk %d released more times than referenced", r.chunk.Key))
 	}
-	s := r.store
-	s.mu.Lock()
-	// A concurrent Get may have revived the chunk between the decrement and
-	// this lock; only the entry that is still unreferenced is dropped.
-	if cur, ok := s.mu.chunks[r.chunk.Key]; ok && cur == r && r.refs.Load() == 0 {
-		delete(s.mu.chunks, r.chunk.Key)
-		s.count.Add(-1)
-		s.bytes.Add(-int64(len(r.chunk.Data)))
-	}
-	s.mu.Unlock()
+	r.store.count.Add(-1)
+	r.store.bytes.Add(-int64(len(r.chunk.Data)))
 }
 
 // refCount returns the current number of references (for tests).

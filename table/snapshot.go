@@ -88,7 +88,8 @@ func (t *Table) Snapshot() (*Snapshot, error) {
 
 // Restore loads a snapshot's items and counters into an empty table,
 // bypassing the rate limiter, in the snapshot's insertion order. Chunks are
-// added to the table's chunk store (a chunk already there is shared). The
+// added to the table's chunk store, once per *Chunk however many items
+// share it. The
 // limiter counters are restored as they were, so a limiter that blocked
 // before the snapshot blocks after it; Info says why.
 func (t *Table) Restore(s *Snapshot) error {
@@ -114,6 +115,14 @@ func (t *Table) Restore(s *Snapshot) error {
 	if len(t.mu.items) > 0 {
 		return fmt.Errorf("%w: %q holds %d items", ErrNotEmpty, t.opts.Name, len(t.mu.items))
 	}
+	// Chunks shared by several items are added to the store once; the
+	// store's first reference is dropped at the end (items hold their own).
+	added := make(map[*Chunk]*ChunkRef)
+	defer func() {
+		for _, r := range added {
+			r.Release()
+		}
+	}()
 	for i := range s.Items {
 		it := &s.Items[i]
 		if _, dup := t.mu.items[it.Key]; dup {
@@ -123,12 +132,18 @@ func (t *Table) Restore(s *Snapshot) error {
 		}
 		refs := make([]*ChunkRef, len(it.Chunks))
 		for j, c := range it.Chunks {
-			refs[j] = t.opts.Chunks.Add(c)
+			r, ok := added[c]
+			if !ok {
+				// A shallow copy (the payload is shared): the snapshot's
+				// chunk may still belong to another table's store.
+				cc := *c
+				cc.ref = nil
+				r = t.opts.Chunks.Add(&cc)
+				added[c] = r
+			}
+			refs[j] = r
 		}
 		err := t.insertLocked(&Item{Key: it.Key, Priority: it.Priority, Trajectory: it.Trajectory, Chunks: refs})
-		for _, r := range refs {
-			r.Release() // the table took its own reference
-		}
 		if err != nil {
 			released := t.clearLocked()
 			defer releaseAll(released)
