@@ -1,5 +1,7 @@
 package sampler
 
+import "github.com/recall-rl/recall/internal/keyindex"
+
 // heapArity is the number of children of a heap node. A 4-ary heap is half
 // as deep as a binary one, and a node's children are adjacent in memory.
 const heapArity = 4
@@ -21,12 +23,12 @@ type heapEntry struct {
 type heap struct {
 	negate  bool // max-heap
 	entries []heapEntry
-	pos     keyIndex
+	pos     keyindex.Index
 	seq     uint64
 }
 
 func newHeap(maxHeap bool) heap {
-	return heap{negate: maxHeap, pos: newKeyIndex()}
+	return heap{negate: maxHeap, pos: keyindex.New()}
 }
 
 func (h *heap) order(priority float64) float64 {
@@ -48,7 +50,7 @@ func (h *heap) insert(key uint64, priority float64) error {
 	if n >= maxKeys {
 		return fullError(key)
 	}
-	if _, ok := h.pos.insert(key, int32(n)); !ok {
+	if _, ok := h.pos.Insert(key, int32(n)); !ok {
 		return existsError(key)
 	}
 	h.seq++
@@ -61,7 +63,7 @@ func (h *heap) update(key uint64, priority float64) error {
 	if err := checkPriority(key, priority); err != nil {
 		return err
 	}
-	i, ok := h.pos.get(key)
+	i, ok := h.pos.Get(key)
 	if !ok {
 		return notFoundError(key)
 	}
@@ -73,7 +75,7 @@ func (h *heap) update(key uint64, priority float64) error {
 }
 
 func (h *heap) delete(key uint64) error {
-	i, ok := h.pos.remove(key)
+	i, ok := h.pos.Remove(key)
 	if !ok {
 		return notFoundError(key)
 	}
@@ -81,7 +83,7 @@ func (h *heap) delete(key uint64) error {
 	if int(i) != last {
 		h.entries[i] = h.entries[last]
 		h.entries = h.entries[:last]
-		h.pos.set(h.entries[i].key, i)
+		h.pos.Set(h.entries[i].key, i)
 		h.fix(int(i))
 	} else {
 		h.entries = h.entries[:last]
@@ -100,7 +102,7 @@ func (h *heap) len() int { return len(h.entries) }
 
 func (h *heap) clear() {
 	h.entries = h.entries[:0]
-	h.pos.clear()
+	h.pos.Clear()
 }
 
 // fix restores the heap order after the entry at i changed, keeping the
@@ -123,14 +125,14 @@ func (h *heap) siftUp(i int) bool {
 			break
 		}
 		es[i] = es[parent]
-		h.pos.set(es[i].key, int32(i))
+		h.pos.Set(es[i].key, int32(i))
 		i = parent
 	}
 	if i == start {
 		return false
 	}
 	es[i] = e
-	h.pos.set(e.key, int32(i))
+	h.pos.Set(e.key, int32(i))
 	return true
 }
 
@@ -156,12 +158,12 @@ func (h *heap) siftDown(i int) {
 			break
 		}
 		es[i] = es[best]
-		h.pos.set(es[i].key, int32(i))
+		h.pos.Set(es[i].key, int32(i))
 		i = best
 	}
 	if i != start {
 		es[i] = e
-		h.pos.set(e.key, int32(i))
+		h.pos.Set(e.key, int32(i))
 	}
 }
 

@@ -1,5 +1,7 @@
 package sampler
 
+import "github.com/recall-rl/recall/internal/keyindex"
+
 // nilNode marks the absence of a node in a list.
 const nilNode = -1
 
@@ -14,13 +16,13 @@ type listNode struct {
 // reused, so a steady state of inserts and deletes does not allocate nodes.
 type list struct {
 	nodes      []listNode
-	pos        keyIndex
+	pos        keyindex.Index
 	head, tail int32 // oldest and newest key, or nilNode
 	free       int32 // first free node, or nilNode
 }
 
 func newList() list {
-	return list{pos: newKeyIndex(), head: nilNode, tail: nilNode, free: nilNode}
+	return list{pos: keyindex.New(), head: nilNode, tail: nilNode, free: nilNode}
 }
 
 func (l *list) insert(key uint64, priority float64) error {
@@ -34,7 +36,7 @@ func (l *list) insert(key uint64, priority float64) error {
 		}
 		i = int32(len(l.nodes))
 	}
-	if _, ok := l.pos.insert(key, i); !ok {
+	if _, ok := l.pos.Insert(key, i); !ok {
 		return existsError(key)
 	}
 	if i == l.free {
@@ -56,14 +58,14 @@ func (l *list) update(key uint64, priority float64) error {
 	if err := checkPriority(key, priority); err != nil {
 		return err
 	}
-	if _, ok := l.pos.get(key); !ok {
+	if _, ok := l.pos.Get(key); !ok {
 		return notFoundError(key)
 	}
 	return nil
 }
 
 func (l *list) delete(key uint64) error {
-	i, ok := l.pos.remove(key)
+	i, ok := l.pos.Remove(key)
 	if !ok {
 		return notFoundError(key)
 	}
@@ -91,11 +93,11 @@ func (l *list) sample(i int32) (Sample, error) {
 	return Sample{Key: l.nodes[i].key, Probability: 1}, nil
 }
 
-func (l *list) len() int { return l.pos.len() }
+func (l *list) len() int { return l.pos.Len() }
 
 func (l *list) clear() {
 	l.nodes = l.nodes[:0]
-	l.pos.clear()
+	l.pos.Clear()
 	l.head, l.tail, l.free = nilNode, nilNode, nilNode
 }
 

@@ -2,6 +2,7 @@ package sampler
 
 import (
 	"fmt"
+	"github.com/recall-rl/recall/internal/keyindex"
 	"math"
 
 	"github.com/recall-rl/recall/internal/sumtree"
@@ -26,7 +27,7 @@ import (
 type Prioritized struct {
 	exponent float64
 	tree     sumtree.Tree
-	pos      keyIndex
+	pos      keyindex.Index
 	rng      rng
 }
 
@@ -41,7 +42,7 @@ func NewPrioritized(exponent float64, seed uint64) (*Prioritized, error) {
 	}
 	return &Prioritized{
 		exponent: exponent,
-		pos:      newKeyIndex(),
+		pos:      keyindex.New(),
 		rng:      newRNG(seed),
 	}, nil
 }
@@ -91,13 +92,13 @@ func (s *Prioritized) Insert(key uint64, priority float64) error {
 	if n >= maxKeys {
 		return fullError(key)
 	}
-	if _, ok := s.pos.insert(key, int32(n)); !ok {
+	if _, ok := s.pos.Insert(key, int32(n)); !ok {
 		return existsError(key)
 	}
 	s.tree.Push(w, key)
 	if math.IsInf(s.tree.Total(), 1) {
 		s.tree.Pop()
-		s.pos.remove(key)
+		s.pos.Remove(key)
 		return s.overflowError(key, priority)
 	}
 	return nil
@@ -109,7 +110,7 @@ func (s *Prioritized) Update(key uint64, priority float64) error {
 	if err != nil {
 		return err
 	}
-	i, ok := s.pos.get(key)
+	i, ok := s.pos.Get(key)
 	if !ok {
 		return notFoundError(key)
 	}
@@ -124,12 +125,12 @@ func (s *Prioritized) Update(key uint64, priority float64) error {
 
 // Delete removes key.
 func (s *Prioritized) Delete(key uint64) error {
-	i, ok := s.pos.remove(key)
+	i, ok := s.pos.Remove(key)
 	if !ok {
 		return notFoundError(key)
 	}
 	if moved, ok := s.tree.Delete(int(i)); ok {
-		s.pos.set(moved, i)
+		s.pos.Set(moved, i)
 	}
 	return nil
 }
@@ -155,7 +156,7 @@ func (s *Prioritized) Len() int { return s.tree.Len() }
 // Clear removes every key. The random source is not reset.
 func (s *Prioritized) Clear() {
 	s.tree.Reset()
-	s.pos.clear()
+	s.pos.Clear()
 }
 
 // Spec returns PrioritizedSpec(exponent).

@@ -1,5 +1,7 @@
 package sampler
 
+import "github.com/recall-rl/recall/internal/keyindex"
+
 // Uniform samples every key with the same probability, 1/N. Priorities are
 // validated but otherwise ignored.
 //
@@ -8,7 +10,7 @@ package sampler
 // O(1), and Sample does not allocate.
 type Uniform struct {
 	keys []uint64
-	pos  keyIndex
+	pos  keyindex.Index
 	rng  rng
 }
 
@@ -17,7 +19,7 @@ var _ Selector = (*Uniform)(nil)
 // NewUniform returns an empty Uniform selector whose random draws are
 // determined by seed.
 func NewUniform(seed uint64) *Uniform {
-	return &Uniform{pos: newKeyIndex(), rng: newRNG(seed)}
+	return &Uniform{pos: keyindex.New(), rng: newRNG(seed)}
 }
 
 // Insert adds key. The priority is checked but not used.
@@ -28,7 +30,7 @@ func (s *Uniform) Insert(key uint64, priority float64) error {
 	if len(s.keys) >= maxKeys {
 		return fullError(key)
 	}
-	if _, ok := s.pos.insert(key, int32(len(s.keys))); !ok {
+	if _, ok := s.pos.Insert(key, int32(len(s.keys))); !ok {
 		return existsError(key)
 	}
 	s.keys = append(s.keys, key)
@@ -40,7 +42,7 @@ func (s *Uniform) Update(key uint64, priority float64) error {
 	if err := checkPriority(key, priority); err != nil {
 		return err
 	}
-	if _, ok := s.pos.get(key); !ok {
+	if _, ok := s.pos.Get(key); !ok {
 		return notFoundError(key)
 	}
 	return nil
@@ -48,7 +50,7 @@ func (s *Uniform) Update(key uint64, priority float64) error {
 
 // Delete removes key.
 func (s *Uniform) Delete(key uint64) error {
-	i, ok := s.pos.remove(key)
+	i, ok := s.pos.Remove(key)
 	if !ok {
 		return notFoundError(key)
 	}
@@ -56,7 +58,7 @@ func (s *Uniform) Delete(key uint64) error {
 	if int(i) != last {
 		moved := s.keys[last]
 		s.keys[i] = moved
-		s.pos.set(moved, i)
+		s.pos.Set(moved, i)
 	}
 	s.keys = s.keys[:last]
 	return nil
@@ -77,7 +79,7 @@ func (s *Uniform) Len() int { return len(s.keys) }
 // Clear removes every key. The random source is not reset.
 func (s *Uniform) Clear() {
 	s.keys = s.keys[:0]
-	s.pos.clear()
+	s.pos.Clear()
 }
 
 // Spec returns UniformSpec().

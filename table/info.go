@@ -51,7 +51,7 @@ func (t *Table) Info() Info {
 		RateLimiter:         t.opts.RateLimiter,
 		Limiter:             t.mu.limiter.State(),
 		Signature:           t.opts.Signature.clone(),
-		Size:                int64(len(t.mu.items)),
+		Size:                int64(t.mu.items.Len()),
 		NumEpisodes:         int64(len(t.mu.episodes)),
 		NumDeletedEpisodes:  t.mu.numDeletedEpisodes,
 		NumUniqueSamples:    t.mu.numUniqueSamples,

@@ -45,15 +45,14 @@ func (t *Table) Snapshot() (*Snapshot, error) {
 	}
 	s := &Snapshot{
 		Options:            t.Options(),
-		Items:              make([]SnapshotItem, 0, len(t.mu.items)),
+		Items:              make([]SnapshotItem, 0, t.mu.items.Len()),
 		Limiter:            t.mu.limiter.State(),
 		NumDeletedEpisodes: t.mu.numDeletedEpisodes,
 		NumUniqueSamples:   t.mu.numUniqueSamples,
 	}
 	s.Options.Chunks, s.Options.Now = nil, nil
-	seqs := make([]uint64, 0, len(t.mu.items))
-	for _, slot := range t.mu.items {
-		rec := &t.mu.slab[slot]
+	seqs := make([]uint64, 0, t.mu.items.Len())
+	t.mu.slab.each(func(rec *item) {
 		s.Items = append(s.Items, SnapshotItem{
 			Key:          rec.key,
 			Priority:     rec.priority,
@@ -63,7 +62,7 @@ func (t *Table) Snapshot() (*Snapshot, error) {
 			Chunks:       rec.chunks,
 		})
 		seqs = append(seqs, rec.seq)
-	}
+	})
 	// Insertion order: FIFO/LIFO selectors and heap ties depend on it.
 	idx := make([]int, len(seqs))
 	for i := range idx {
@@ -112,8 +111,8 @@ func (t *Table) Restore(s *Snapshot) error {
 	if t.mu.closed {
 		return fmt.Errorf("%w: %q", ErrClosed, t.opts.Name)
 	}
-	if len(t.mu.items) > 0 {
-		return fmt.Errorf("%w: %q holds %d items", ErrNotEmpty, t.opts.Name, len(t.mu.items))
+	if t.mu.items.Len() > 0 {
+		return fmt.Errorf("%w: %q holds %d items", ErrNotEmpty, t.opts.Name, t.mu.items.Len())
 	}
 	// Chunks shared by several items are added to the store once; the
 	// store's first reference is dropped at the end (items hold their own).
@@ -125,7 +124,7 @@ func (t *Table) Restore(s *Snapshot) error {
 	}()
 	for i := range s.Items {
 		it := &s.Items[i]
-		if _, dup := t.mu.items[it.Key]; dup {
+		if _, dup := t.mu.items.Get(it.Key); dup {
 			released := t.clearLocked()
 			defer releaseAll(released)
 			return fmt.Errorf("%w: table %q: snapshot lists key %d twice", ErrInvalidItem, t.opts.Name, it.Key)

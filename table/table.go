@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/recall-rl/recall/internal/keyindex"
 	"github.com/recall-rl/recall/ratelimit"
 	"github.com/recall-rl/recall/sampler"
 )
@@ -40,9 +41,8 @@ type Table struct {
 
 	mu struct {
 		sync.Mutex
-		items   map[uint64]int32 // key -> index in slab
-		slab    []item           // item records; free slots are zeroed
-		free    []int32          // free slab indexes
+		items   keyindex.Index // key -> slot in slab
+		slab    slab           // item records
 		sampler sampler.Selector
 		remover sampler.Selector
 		limiter *ratelimit.Limiter
@@ -92,7 +92,7 @@ func New(opts Options) (*Table, error) {
 		return nil, fmt.Errorf("%w: rate_limiter: %v", ErrInvalidOptions, err)
 	}
 	t := &Table{opts: opts}
-	t.mu.items = make(map[uint64]int32)
+	t.mu.items = keyindex.New()
 	t.mu.sampler, t.mu.remover, t.mu.limiter = s, r, lim
 	t.mu.notify = make(chan struct{})
 	t.mu.episodes = make(map[uint64]int64)
@@ -157,7 +157,7 @@ func (t *Table) Insert(ctx context.Context, it Item) error {
 		t.mu.Unlock()
 		return err
 	}
-	if int64(len(t.mu.items)) > t.opts.MaxSize {
+	if int64(t.mu.items.Len()) > t.opts.MaxSize {
 		s, err := t.mu.remover.Sample()
 		if err == nil {
 			released = t.deleteLocked(s.Key, released)
@@ -186,15 +186,8 @@ func (t *Table) insertLocked(it *Item) error {
 		chunks[i] = r.chunk
 		t.mu.episodes[r.chunk.EpisodeID]++
 	}
-	var slot int32
-	if n := len(t.mu.free); n > 0 {
-		slot = t.mu.free[n-1]
-		t.mu.free = t.mu.free[:n-1]
-	} else {
-		slot = int32(len(t.mu.slab))
-		t.mu.slab = append(t.mu.slab, item{})
-	}
-	t.mu.slab[slot] = item{
+	slot := t.mu.slab.alloc()
+	*t.mu.slab.at(slot) = item{
 		key:        it.Key,
 		priority:   it.Priority,
 		seq:        t.mu.nextSeq,
@@ -203,7 +196,7 @@ func (t *Table) insertLocked(it *Item) error {
 		chunks:     chunks,
 	}
 	t.mu.nextSeq++
-	t.mu.items[it.Key] = slot
+	t.mu.items.Insert(it.Key, slot)
 	t.mu.limiter.Insert(1)
 	return nil
 }
@@ -211,11 +204,11 @@ func (t *Table) insertLocked(it *Item) error {
 // itemLocked returns the record of key. The pointer is valid until the next
 // insert. t.mu must be held.
 func (t *Table) itemLocked(key uint64) (*item, bool) {
-	slot, ok := t.mu.items[key]
+	slot, ok := t.mu.items.Get(key)
 	if !ok {
 		return nil, false
 	}
-	return &t.mu.slab[slot], true
+	return t.mu.slab.at(slot), true
 }
 
 // updateLocked sets an item's priority in both selectors. t.mu must be held.
@@ -235,9 +228,8 @@ func (t *Table) updateLocked(rec *item, priority float64) error {
 // appends its chunks, whose references are to be released once t.mu is
 // unlocked, to released. t.mu must be held.
 func (t *Table) deleteLocked(key uint64, released []*Chunk) []*Chunk {
-	slot := t.mu.items[key]
-	rec := &t.mu.slab[slot]
-	delete(t.mu.items, key)
+	slot, _ := t.mu.items.Remove(key)
+	rec := t.mu.slab.at(slot)
 	_ = t.mu.sampler.Delete(key)
 	_ = t.mu.remover.Delete(key)
 	t.mu.limiter.Delete(1)
@@ -249,8 +241,7 @@ func (t *Table) deleteLocked(key uint64, released []*Chunk) []*Chunk {
 		}
 	}
 	released = append(released, rec.chunks...)
-	*rec = item{} // drop pointers so deleted data can be collected
-	t.mu.free = append(t.mu.free, slot)
+	t.mu.slab.release(slot) // zeroes the record so its data can be collected
 	return released
 }
 
@@ -300,7 +291,7 @@ func (t *Table) sample(ctx context.Context, n int, flexible bool, dst []Sampled)
 			t.mu.Unlock()
 			return dst, fmt.Errorf("%w: %q", ErrClosed, t.opts.Name)
 		}
-		if t.mu.limiter.CanSample(need) && len(t.mu.items) > 0 {
+		if t.mu.limiter.CanSample(need) && t.mu.items.Len() > 0 {
 			break
 		}
 		if !waited {
@@ -318,7 +309,7 @@ func (t *Table) sample(ctx context.Context, n int, flexible bool, dst []Sampled)
 	var scratch [4]*Chunk
 	released := scratch[:0]
 	for i := 0; i < n; i++ {
-		if i > 0 && (!t.mu.limiter.CanSample(1) || len(t.mu.items) == 0) {
+		if i > 0 && (!t.mu.limiter.CanSample(1) || t.mu.items.Len() == 0) {
 			break // flexible batch: stop where the limiter does
 		}
 		var s Sampled
@@ -336,7 +327,7 @@ func (t *Table) sample(ctx context.Context, n int, flexible bool, dst []Sampled)
 func (t *Table) sampleOneLocked(rateLimited bool, released []*Chunk) (Sampled, []*Chunk) {
 	pick, err := t.mu.sampler.Sample()
 	if err != nil {
-		panic(fmt.Sprintf("table %q: sampler failed on a table of %d items: %v", t.opts.Name, len(t.mu.items), err))
+		panic(fmt.Sprintf("table %q: sampler failed on a table of %d items: %v", t.opts.Name, t.mu.items.Len(), err))
 	}
 	rec, _ := t.itemLocked(pick.Key)
 	rec.timesSampled++
@@ -349,7 +340,7 @@ func (t *Table) sampleOneLocked(rateLimited bool, released []*Chunk) (Sampled, [
 			Priority:     rec.priority,
 			Probability:  pick.Probability,
 			TimesSampled: rec.timesSampled,
-			TableSize:    int64(len(t.mu.items)),
+			TableSize:    int64(t.mu.items.Len()),
 			InsertedAt:   time.Unix(0, rec.insertedAt),
 			RateLimited:  rateLimited,
 		},
@@ -382,7 +373,7 @@ func (t *Table) MutatePriorities(ctx context.Context, updates map[uint64]float64
 	}
 	var released []*Chunk
 	for _, k := range deletes {
-		if _, ok := t.mu.items[k]; ok {
+		if _, ok := t.mu.items.Get(k); ok {
 			released = t.deleteLocked(k, released)
 		}
 	}
@@ -423,11 +414,9 @@ func (t *Table) Reset(ctx context.Context) error {
 // references to release. t.mu must be held.
 func (t *Table) clearLocked() []*Chunk {
 	var released []*Chunk
-	for _, slot := range t.mu.items {
-		released = append(released, t.mu.slab[slot].chunks...)
-	}
-	clear(t.mu.items)
-	t.mu.slab, t.mu.free = nil, nil
+	t.mu.slab.each(func(rec *item) { released = append(released, rec.chunks...) })
+	t.mu.items.Clear()
+	t.mu.slab.reset()
 	t.mu.sampler.Clear()
 	t.mu.remover.Clear()
 	t.mu.limiter.Reset()
@@ -464,14 +453,14 @@ func (t *Table) CanInsert(n int) bool {
 func (t *Table) CanSample(n int) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return !t.mu.closed && len(t.mu.items) > 0 && t.mu.limiter.CanSample(int64(n))
+	return !t.mu.closed && t.mu.items.Len() > 0 && t.mu.limiter.CanSample(int64(n))
 }
 
 // Size returns the number of items.
 func (t *Table) Size() int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return int64(len(t.mu.items))
+	return int64(t.mu.items.Len())
 }
 
 // waitLocked releases t.mu until the table's state changes or ctx ends, then

@@ -73,9 +73,7 @@ func keysOf(t *Table) map[uint64]bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := map[uint64]bool{}
-	for k := range t.mu.items {
-		out[k] = true
-	}
+	t.mu.slab.each(func(rec *item) { out[rec.key] = true })
 	return out
 }
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -294,8 +295,8 @@ func serve(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	return nil
 }
 
-// metricsHandler serves /metrics (Prometheus text format) and /healthz
-// (200 while serving, 503 once shutting down).
+// metricsHandler serves /metrics (Prometheus text format), /healthz
+// (200 while serving, 503 once shutting down) and Go's /debug/pprof/.
 func metricsHandler(srv *replay.Server, draining *atomic.Bool, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
@@ -313,6 +314,11 @@ func metricsHandler(srv *replay.Server, draining *atomic.Bool, log *slog.Logger)
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	// Go profiles, for performance work: /debug/pprof/profile?seconds=N.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	return mux
 }
 

@@ -1,17 +1,17 @@
-package sampler
+package keyindex
 
 import (
 	"math/rand/v2"
 	"testing"
 )
 
-func checkIndex(t *testing.T, x *keyIndex, ref map[uint64]int32) {
+func checkIndex(t *testing.T, x *Index, ref map[uint64]int32) {
 	t.Helper()
-	if x.len() != len(ref) {
-		t.Fatalf("len = %d, want %d", x.len(), len(ref))
+	if x.Len() != len(ref) {
+		t.Fatalf("len = %d, want %d", x.Len(), len(ref))
 	}
 	for k, v := range ref {
-		if got, ok := x.get(k); !ok || got != v {
+		if got, ok := x.Get(k); !ok || got != v {
 			t.Fatalf("get(%d) = %d, %v; want %d", k, got, ok, v)
 		}
 	}
@@ -28,7 +28,7 @@ func checkIndex(t *testing.T, x *keyIndex, ref map[uint64]int32) {
 
 func TestKeyIndexAgainstMap(t *testing.T) {
 	for _, space := range []uint64{4, 50, 3000} {
-		x := newKeyIndex()
+		x := New()
 		ref := map[uint64]int32{}
 		r := rand.New(rand.NewPCG(space, 5))
 		for step := range 100_000 {
@@ -36,7 +36,7 @@ func TestKeyIndexAgainstMap(t *testing.T) {
 			switch r.IntN(4) {
 			case 0, 1:
 				v := int32(r.IntN(1 << 20))
-				got, ok := x.insert(k, v)
+				got, ok := x.Insert(k, v)
 				if old, present := ref[k]; present {
 					if ok || got != old {
 						t.Fatalf("insert(%d) of present key = %d, %v; want %d, false", k, got, ok, old)
@@ -48,7 +48,7 @@ func TestKeyIndexAgainstMap(t *testing.T) {
 					ref[k] = v
 				}
 			case 2:
-				got, ok := x.remove(k)
+				got, ok := x.Remove(k)
 				if old, present := ref[k]; ok != present || (ok && got != old) {
 					t.Fatalf("remove(%d) = %d, %v; want %d, %v", k, got, ok, old, present)
 				}
@@ -56,9 +56,9 @@ func TestKeyIndexAgainstMap(t *testing.T) {
 			default:
 				if _, present := ref[k]; present {
 					v := int32(r.IntN(1 << 20))
-					x.set(k, v)
+					x.Set(k, v)
 					ref[k] = v
-				} else if _, ok := x.get(k); ok {
+				} else if _, ok := x.Get(k); ok {
 					t.Fatalf("get(%d) found an absent key", k)
 				}
 			}
@@ -67,7 +67,7 @@ func TestKeyIndexAgainstMap(t *testing.T) {
 			}
 		}
 		checkIndex(t, &x, ref)
-		x.clear()
+		x.Clear()
 		checkIndex(t, &x, map[uint64]int32{})
 	}
 }
@@ -76,7 +76,7 @@ func TestKeyIndexAgainstMap(t *testing.T) {
 // slot (wrapping around the end of the table) and removes them in every
 // position, which exercises backward-shift deletion.
 func TestKeyIndexCollisions(t *testing.T) {
-	x := newKeyIndex()
+	x := New()
 	x.grow() // 16 slots
 	home := x.mask
 	var same []uint64
@@ -86,11 +86,11 @@ func TestKeyIndexCollisions(t *testing.T) {
 		}
 	}
 	for del := range same {
-		y := keyIndex{seed: x.seed}
+		y := Index{seed: x.seed}
 		y.grow()
 		ref := map[uint64]int32{}
 		for i, k := range same {
-			y.insert(k, int32(i))
+			y.Insert(k, int32(i))
 			ref[k] = int32(i)
 		}
 		// A key homed at slot 0 sits after the wrapped run.
@@ -101,9 +101,9 @@ func TestKeyIndexCollisions(t *testing.T) {
 				break
 			}
 		}
-		y.insert(other, 99)
+		y.Insert(other, 99)
 		ref[other] = 99
-		if _, ok := y.remove(same[del]); !ok {
+		if _, ok := y.Remove(same[del]); !ok {
 			t.Fatalf("remove(%d) failed", same[del])
 		}
 		delete(ref, same[del])
@@ -112,17 +112,17 @@ func TestKeyIndexCollisions(t *testing.T) {
 }
 
 func TestKeyIndexEmpty(t *testing.T) {
-	var x keyIndex
-	if _, ok := x.get(1); ok {
+	var x Index
+	if _, ok := x.Get(1); ok {
 		t.Fatal("get on zero index found a key")
 	}
-	if _, ok := x.remove(1); ok {
+	if _, ok := x.Remove(1); ok {
 		t.Fatal("remove on zero index found a key")
 	}
-	if _, ok := x.insert(0, 7); !ok {
+	if _, ok := x.Insert(0, 7); !ok {
 		t.Fatal("insert on zero index failed")
 	}
-	if v, ok := x.get(0); !ok || v != 7 {
+	if v, ok := x.Get(0); !ok || v != 7 {
 		t.Fatalf("get(0) = %d, %v", v, ok)
 	}
 }

@@ -1,8 +1,13 @@
-package sampler
+// Package keyindex is an open-addressing hash index from uint64 keys to
+// int32 positions, for the selectors and tables whose hot paths would
+// otherwise pay two cache misses per built-in map access.
+//
+// An Index is not safe for concurrent use.
+package keyindex
 
 import "hash/maphash"
 
-// keyIndex maps keys to int32 positions. It is an open-addressing hash table
+// Index maps keys to int32 positions. It is an open-addressing hash table
 // with linear probing and backward-shift deletion (no tombstones), whose
 // 16-byte slots hold the key and the position side by side: a lookup usually
 // reads a single cache line, where a built-in map reads its control word and
@@ -12,7 +17,7 @@ import "hash/maphash"
 // The hash is seeded per index from hash/maphash, so clients choosing keys
 // cannot aim for collisions. The seed affects only where keys sit in the
 // table, never which key a selector samples.
-type keyIndex struct {
+type Index struct {
 	slots []indexSlot // len is 0 or a power of two
 	mask  uint64      // len(slots)-1
 	count int
@@ -28,22 +33,23 @@ type indexSlot struct {
 
 const minIndexSlots = 16
 
-func newKeyIndex() keyIndex {
-	return keyIndex{seed: maphash.Comparable(maphash.MakeSeed(), uint64(0))}
+// New returns an empty index with a random hash seed.
+func New() Index {
+	return Index{seed: maphash.Comparable(maphash.MakeSeed(), uint64(0))}
 }
 
 // hash mixes key with the seed (the splitmix64 finaliser).
-func (x *keyIndex) hash(key uint64) uint64 {
+func (x *Index) hash(key uint64) uint64 {
 	z := key ^ x.seed
 	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
 	z = (z ^ z>>27) * 0x94d049bb133111eb
 	return z ^ z>>31
 }
 
-func (x *keyIndex) len() int { return x.count }
+func (x *Index) Len() int { return x.count }
 
 // get returns the position of key.
-func (x *keyIndex) get(key uint64) (int32, bool) {
+func (x *Index) Get(key uint64) (int32, bool) {
 	if x.count == 0 {
 		return 0, false
 	}
@@ -60,9 +66,9 @@ func (x *keyIndex) get(key uint64) (int32, bool) {
 
 // insert maps a key that is not present to pos. If the key is present it
 // returns its position and false, changing nothing.
-func (x *keyIndex) insert(key uint64, pos int32) (int32, bool) {
+func (x *Index) Insert(key uint64, pos int32) (int32, bool) {
 	if 4*(x.count+1) > 3*len(x.slots) {
-		if old, ok := x.get(key); ok {
+		if old, ok := x.Get(key); ok {
 			return old, false
 		}
 		x.grow()
@@ -81,11 +87,11 @@ func (x *keyIndex) insert(key uint64, pos int32) (int32, bool) {
 }
 
 // set changes the position of a present key.
-func (x *keyIndex) set(key uint64, pos int32) {
+func (x *Index) Set(key uint64, pos int32) {
 	for i := x.hash(key) & x.mask; ; i = (i + 1) & x.mask {
 		s := &x.slots[i]
 		if s.val == 0 {
-			panic("sampler: keyIndex.set of an absent key")
+			panic("sampler: Index.set of an absent key")
 		}
 		if s.key == key {
 			s.val = uint32(pos) + 1
@@ -95,7 +101,7 @@ func (x *keyIndex) set(key uint64, pos int32) {
 }
 
 // remove deletes key and returns its position.
-func (x *keyIndex) remove(key uint64) (int32, bool) {
+func (x *Index) Remove(key uint64) (int32, bool) {
 	if x.count == 0 {
 		return 0, false
 	}
@@ -130,7 +136,7 @@ func (x *keyIndex) remove(key uint64) (int32, bool) {
 }
 
 // grow doubles the table (or allocates the first one) and reinserts.
-func (x *keyIndex) grow() {
+func (x *Index) grow() {
 	old := x.slots
 	n := max(minIndexSlots, 2*len(old))
 	x.slots = make([]indexSlot, n)
@@ -148,7 +154,7 @@ func (x *keyIndex) grow() {
 }
 
 // clear removes every key, keeping the table.
-func (x *keyIndex) clear() {
+func (x *Index) Clear() {
 	clear(x.slots)
 	x.count = 0
 }
