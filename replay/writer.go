@@ -124,6 +124,11 @@ func ParseCompression(name string) (Compression, error) {
 	return 0, fmt.Errorf("%w: unknown compression %q (want fastest, balanced, better, best or none)", ErrInvalidArgument, name)
 }
 
+// maxUnackedMsgs bounds the insert requests a writer has in flight on its
+// stream: enough to keep the server busy, few enough that items queued
+// behind them are batched.
+const maxUnackedMsgs = 4
+
 // Defaults for WriterOptions.
 const (
 	DefaultChunkLength      = 1
@@ -261,14 +266,23 @@ type Writer struct {
 		onServer map[uint64]*wchunk
 
 		streams int // insert streams opened, for tests and diagnostics
+		// unackedMsgs counts requests sent on the current stream and not
+		// yet acknowledged (every request carries items and gets one
+		// response). The sender keeps at most maxUnackedMsgs in flight, so
+		// under load items queue up and leave in full messages instead of
+		// one message each.
+		unackedMsgs int
 	}
 }
 
 // wcolumn is one column's chunker and history.
 type wcolumn struct {
-	name   string
-	dtype  DType
-	shape  []int
+	name  string
+	dtype DType
+	shape []int
+	// spec describes the column in every chunk it makes; chunks are
+	// immutable, so they all share it.
+	spec   []table.ColumnSpec
 	chunks []*wchunk // encoded chunks in the history window, in step order
 	open   *wchunk   // chunk being filled, or nil
 	inStep bool      // has a value in the open step
@@ -394,17 +408,31 @@ func (w *Writer) append(step map[string]Tensor, complete bool) error {
 			return err
 		}
 	}
-	names := slices.Sorted(maps.Keys(step))
-	for _, name := range names {
+	add := func(name string, t Tensor) error {
 		col := w.mu.cols[name]
 		if col == nil {
-			t := step[name]
-			col = &wcolumn{name: name, dtype: t.DType, shape: slices.Clone(t.Shape)}
+			shape := slices.Clone(t.Shape)
+			col = &wcolumn{name: name, dtype: t.DType, shape: shape,
+				spec: []table.ColumnSpec{{Name: name, DType: t.DType, Shape: shape}}}
 			w.mu.cols[name] = col
 		}
-		if err := w.addValueLocked(col, step[name]); err != nil {
+		if err := w.addValueLocked(col, t); err != nil {
 			w.failLocked(err)
 			return w.mu.err
+		}
+		return nil
+	}
+	if len(step) == 1 { // the common case needs no sorting
+		for name, t := range step {
+			if err := add(name, t); err != nil {
+				return err
+			}
+		}
+	} else {
+		for _, name := range slices.Sorted(maps.Keys(step)) {
+			if err := add(name, step[name]); err != nil {
+				return err
+			}
 		}
 	}
 	if complete {
@@ -455,12 +483,16 @@ func (w *Writer) addValueLocked(col *wcolumn, t Tensor) error {
 		col.open = &wchunk{key: w.newKeyLocked(), episode: w.mu.episode, epStart: w.mu.epStart, start: p}
 	}
 	o := col.open
-	o.steps = append(o.steps, Tensor{DType: t.DType, Shape: slices.Clone(t.Shape), Data: bytes.Clone(t.Data)})
 	o.n++
 	col.inStep = true
 	if o.n >= w.opts.ChunkLength {
+		// The step completes the chunk: encode it straight from the
+		// caller's tensor, which the encoder copies, instead of keeping a
+		// copy of our own.
+		o.steps = append(o.steps, t)
 		return w.finalizeLocked(col)
 	}
+	o.steps = append(o.steps, Tensor{DType: t.DType, Shape: col.shape, Data: bytes.Clone(t.Data)})
 	return nil
 }
 
@@ -478,7 +510,7 @@ func (w *Writer) finalizeLocked(col *wcolumn) error {
 		EpisodeID: c.episode,
 		Start:     c.start - c.epStart,
 		Length:    int32(c.n),
-		Columns:   []table.ColumnSpec{{Name: col.name, DType: col.dtype, Shape: slices.Clone(col.shape)}},
+		Columns:   col.spec,
 		Data:      data,
 	}
 	c.inWindow = true
@@ -715,11 +747,16 @@ func (w *Writer) CreateItem(ctx context.Context, tableName string, priority floa
 	for _, c := range it.chunks {
 		c.unsent++
 	}
+	w.wakeSender()
+	return nil
+}
+
+// wakeSender tells the sender there may be something to send.
+func (w *Writer) wakeSender() {
 	select {
 	case w.kick <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 // buildItemLocked checks the references against the history, encodes the
@@ -980,6 +1017,7 @@ func (w *Writer) resetStreamLocked() {
 		}
 	}
 	w.mu.sent = 0
+	w.mu.unackedMsgs = 0
 }
 
 // send sends requests until the stream fails. recvFinished reports whether
@@ -987,7 +1025,15 @@ func (w *Writer) resetStreamLocked() {
 func (w *Writer) send(ctx context.Context, st wire.ReplayService_InsertClient, recvDone <-chan error) (recvFinished bool, err error) {
 	for {
 		w.mu.Lock()
-		chunks, items, keep := w.nextRequestLocked()
+		var chunks []*table.Chunk
+		var items []insertItem
+		var keep []uint64
+		if w.mu.unackedMsgs < maxUnackedMsgs {
+			chunks, items, keep = w.nextRequestLocked()
+			if len(items) > 0 {
+				w.mu.unackedMsgs++
+			}
+		}
 		w.mu.Unlock()
 		if len(items) == 0 {
 			select {
@@ -1073,7 +1119,9 @@ func (w *Writer) receive(st wire.ReplayService_InsertClient, acked *atomic.Bool)
 		}
 		w.mu.Lock()
 		w.ackLocked(keys)
+		w.mu.unackedMsgs--
 		w.mu.Unlock()
+		w.wakeSender()
 	}
 }
 

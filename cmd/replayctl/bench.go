@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/recall-rl/recall/bench"
@@ -29,6 +31,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	prefetch := fs.Int("prefetch", 256, "credit of each sampler")
 	compression := fs.String("compression", "none", "writer chunk compression: none, fastest, balanced, better, best")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator to `file`")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: replayctl bench [--mode insert|sample|mixed|raw] [--item-size BYTES] [--items-per-message N] [--clients N] [--duration D] [--table T] [--json]")
 		fs.PrintDefaults()
@@ -55,6 +58,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			defer cancel()
 			return c.dial(dctx)
 		},
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return exitError
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return exitError
+		}
+		defer pprof.StopCPUProfile()
 	}
 	res, err := bench.RunLoad(ctx, cfg)
 	if err != nil {
