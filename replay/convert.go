@@ -240,7 +240,7 @@ type insertItem struct {
 type insertRequest struct {
 	chunks []*table.Chunk
 	items  []insertItem
-	keep   []uint64
+	release []uint64
 }
 
 func parseInsertRequest(buf []byte) (req insertRequest, err error) {
@@ -279,13 +279,13 @@ func parseInsertRequest(buf []byte) (req insertRequest, err error) {
 		}
 		req.items[i] = insertItem{table: string(wi.TableName()), key: wi.Key(), priority: wi.Priority(), trajectory: traj}
 	}
-	n = w.KeepChunkKeysLength()
-	if err := checkLen(buf, n, 8, "keep_chunk_keys"); err != nil {
+	n = w.ReleaseChunkKeysLength()
+	if err := checkLen(buf, n, 8, "release_chunk_keys"); err != nil {
 		return req, err
 	}
-	req.keep = make([]uint64, n)
-	for i := range req.keep {
-		req.keep[i] = w.KeepChunkKeys(i)
+	req.release = make([]uint64, n)
+	for i := range req.release {
+		req.release[i] = w.ReleaseChunkKeys(i)
 	}
 	return req, nil
 }
@@ -716,9 +716,9 @@ func parseServerInfo(buf []byte) (si ServerInfo, err error) {
 }
 
 // buildInsertRequest writes an insert request: chunks (with payload), items
-// and the chunk keys the stream should keep after it.
-func buildInsertRequest(chunks []*table.Chunk, items []insertItem, keep []uint64) *flatbuffers.Builder {
-	size := 128 + 8*len(keep)
+// and the chunk keys the stream should release after it.
+func buildInsertRequest(chunks []*table.Chunk, items []insertItem, release []uint64) *flatbuffers.Builder {
+	size := 128 + 8*len(release)
 	for _, c := range chunks {
 		size += len(c.Data) + 96
 	}
@@ -743,11 +743,11 @@ func buildInsertRequest(chunks []*table.Chunk, items []insertItem, keep []uint64
 		itemOffs[i] = wire.ItemEnd(b)
 	}
 	iv := endOffsetVector(b, itemOffs)
-	kv := buildUint64s(b, keep)
+	rv := buildUint64s(b, release)
 	wire.InsertRequestStart(b)
 	wire.InsertRequestAddChunks(b, cv)
 	wire.InsertRequestAddItems(b, iv)
-	wire.InsertRequestAddKeepChunkKeys(b, kv)
+	wire.InsertRequestAddReleaseChunkKeys(b, rv)
 	b.Finish(wire.InsertRequestEnd(b))
 	return b
 }

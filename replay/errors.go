@@ -33,6 +33,9 @@ var (
 	// ErrUnimplemented: the server does not support the call
 	// (Unimplemented).
 	ErrUnimplemented = errors.New("replay: unimplemented")
+	// ErrResourceExhausted: a request exceeded a server limit, such as the
+	// unreleased chunk data an insert stream may hold (ResourceExhausted).
+	ErrResourceExhausted = errors.New("replay: resource exhausted")
 	// ErrClosed: the client or writer was closed.
 	ErrClosed = errors.New("replay: closed")
 )
@@ -66,6 +69,8 @@ func toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.Canceled, msg)
 	case errors.Is(err, ErrUnimplemented):
 		return status.Error(codes.Unimplemented, msg)
+	case errors.Is(err, ErrResourceExhausted):
+		return status.Error(codes.ResourceExhausted, msg)
 	}
 	if _, ok := status.FromError(err); ok {
 		return err
@@ -98,6 +103,8 @@ func fromStatus(err error) error {
 		sentinel = ErrUnauthenticated
 	case codes.Unimplemented:
 		sentinel = ErrUnimplemented
+	case codes.ResourceExhausted:
+		sentinel = ErrResourceExhausted
 	case codes.Canceled:
 		sentinel = context.Canceled
 	default:

@@ -31,7 +31,7 @@ func FuzzParseInsertRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		again, err := parseInsertRequest(buildInsertRequest(req.chunks, req.items, req.keep).FinishedBytes())
+		again, err := parseInsertRequest(buildInsertRequest(req.chunks, req.items, req.release).FinishedBytes())
 		if err != nil || len(again.items) != len(req.items) || len(again.chunks) != len(req.chunks) {
 			t.Fatalf("re-encoded request does not parse the same: %v", err)
 		}

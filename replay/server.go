@@ -39,6 +39,7 @@ const serviceName = "recall.wire.ReplayService"
 const (
 	DefaultMaxMessageBytes   = 64 << 20
 	DefaultSampleBatchBytes  = 1 << 20
+	DefaultMaxPendingBytes   = 1 << 30
 	DefaultMaxSamplesPerSend = 1024
 )
 
@@ -49,6 +50,10 @@ type ServerOptions struct {
 	Tables []table.Options
 	// MaxMessageBytes caps received and sent messages. Default 64 MiB.
 	MaxMessageBytes int
+	// MaxPendingBytes bounds the chunk data an insert stream may hold that
+	// its client has not released; beyond it the stream fails with
+	// ResourceExhausted. Default 1 GiB.
+	MaxPendingBytes int64
 	// SampleBatchBytes is the chunk payload a sample response aims not to
 	// exceed (a single larger sample is still sent). Default 1 MiB.
 	SampleBatchBytes int
@@ -78,7 +83,7 @@ func (o *ServerOptions) Validate() error {
 		}
 		seen[t.Name] = true
 	}
-	if o.MaxMessageBytes < 0 || o.SampleBatchBytes < 0 {
+	if o.MaxMessageBytes < 0 || o.SampleBatchBytes < 0 || o.MaxPendingBytes < 0 {
 		return fmt.Errorf("%w: negative message size", ErrInvalidArgument)
 	}
 	return nil
@@ -87,6 +92,9 @@ func (o *ServerOptions) Validate() error {
 func (o *ServerOptions) ensureDefaults() {
 	if o.MaxMessageBytes == 0 {
 		o.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if o.MaxPendingBytes == 0 {
+		o.MaxPendingBytes = DefaultMaxPendingBytes
 	}
 	if o.SampleBatchBytes == 0 {
 		o.SampleBatchBytes = DefaultSampleBatchBytes
@@ -297,12 +305,8 @@ func (s *Server) Insert(stream wire.ReplayService_InsertServer) error {
 		}
 	}()
 
-	pending := make(map[uint64]*table.ChunkRef)
-	defer func() {
-		for _, r := range pending {
-			r.Release()
-		}
-	}()
+	pending := &pendingChunks{refs: make(map[uint64]*table.ChunkRef)}
+	defer pending.releaseAll()
 	var acked []uint64
 	for {
 		var m insertMsg
@@ -334,21 +338,37 @@ func (s *Server) Insert(stream wire.ReplayService_InsertServer) error {
 	}
 }
 
-// insertRequest stores a request's chunks in pending, inserts its items and
-// then drops pending chunks not listed to keep. It returns the keys
-// inserted, even when it fails part way.
-func (s *Server) insertRequest(ctx context.Context, req *insertRequest, pending map[uint64]*table.ChunkRef, acked []uint64) ([]uint64, error) {
+// pendingChunks are the chunks an insert stream holds for its items: sent
+// by the client and not yet released by it.
+type pendingChunks struct {
+	refs  map[uint64]*table.ChunkRef
+	bytes int64
+}
+
+func (p *pendingChunks) releaseAll() {
+	for _, r := range p.refs {
+		r.Release()
+	}
+	clear(p.refs)
+	p.bytes = 0
+}
+
+// insertRequest stores a request's chunks as pending, inserts its items and
+// then releases the chunks the client lists. It returns the keys inserted,
+// even when it fails part way.
+func (s *Server) insertRequest(ctx context.Context, req *insertRequest, pending *pendingChunks, acked []uint64) ([]uint64, error) {
 	for _, c := range req.chunks {
 		if len(c.Data) == 0 {
 			return acked, fmt.Errorf("%w: chunk %d has no data", ErrInvalidArgument, c.Key)
 		}
-		if _, ok := pending[c.Key]; ok {
+		if _, ok := pending.refs[c.Key]; ok {
 			continue // resent on this stream: keep the first copy
 		}
-		pending[c.Key] = s.chunks.Add(c)
-	}
-	if len(req.items) == 0 {
-		return acked, nil
+		if pending.bytes+int64(len(c.Data)) > s.opts.MaxPendingBytes {
+			return acked, fmt.Errorf("%w: the stream holds %d bytes of chunks its client never released (limit %d)", ErrResourceExhausted, pending.bytes, s.opts.MaxPendingBytes)
+		}
+		pending.refs[c.Key] = s.chunks.Add(c)
+		pending.bytes += int64(len(c.Data))
 	}
 	// Resolve and check every item before inserting any, so that a request
 	// with a bad item changes nothing.
@@ -363,9 +383,9 @@ func (s *Server) insertRequest(ctx context.Context, req *insertRequest, pending 
 		keys := chunkKeysOf(ri.trajectory)
 		refs := make([]*table.ChunkRef, len(keys))
 		for j, k := range keys {
-			r, ok := pending[k]
+			r, ok := pending.refs[k]
 			if !ok {
-				return acked, fmt.Errorf("%w: item %d references chunk %d, which was never sent on this stream (or was not kept)", ErrInvalidArgument, ri.key, k)
+				return acked, fmt.Errorf("%w: item %d references chunk %d, which was never sent on this stream (or was released)", ErrInvalidArgument, ri.key, k)
 			}
 			refs[j] = r
 		}
@@ -382,14 +402,11 @@ func (s *Server) insertRequest(ctx context.Context, req *insertRequest, pending 
 		s.metrics.inserted(tables[i].Name())
 		acked = append(acked, items[i].Key)
 	}
-	keep := make(map[uint64]bool, len(req.keep))
-	for _, k := range req.keep {
-		keep[k] = true
-	}
-	for k, r := range pending {
-		if !keep[k] {
+	for _, k := range req.release {
+		if r, ok := pending.refs[k]; ok {
+			pending.bytes -= int64(len(r.Chunk().Data))
 			r.Release()
-			delete(pending, k)
+			delete(pending.refs, k)
 		}
 	}
 	return acked, nil

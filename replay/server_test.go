@@ -104,12 +104,12 @@ func whole(c *table.Chunk) []table.TrajectoryColumn {
 
 // rawInsert sends one request on a fresh insert stream, half-closes and
 // returns the acked keys and the stream's final error.
-func rawInsert(ctx context.Context, c *Client, chunks []*table.Chunk, items []insertItem, keep []uint64) ([]uint64, error) {
+func rawInsert(ctx context.Context, c *Client, chunks []*table.Chunk, items []insertItem, release []uint64) ([]uint64, error) {
 	st, err := c.rpc.Insert(ctx)
 	if err != nil {
 		return nil, fromStatus(err)
 	}
-	if err := st.Send(buildInsertRequest(chunks, items, keep)); err != nil && !errors.Is(err, io.EOF) {
+	if err := st.Send(buildInsertRequest(chunks, items, release)); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fromStatus(err)
 	}
 	if err := st.CloseSend(); err != nil {
@@ -469,7 +469,7 @@ func TestClientKilledMidStreamLeavesNothing(t *testing.T) {
 	}
 }
 
-func TestKeepChunkKeys(t *testing.T) {
+func TestReleaseChunkKeys(t *testing.T) {
 	ts := startServer(t, oneTable(table.Options{}))
 	c := dial(t, ts.addr)
 	ctx := context.Background()
@@ -478,17 +478,18 @@ func TestKeepChunkKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := encodeChunk(t, 1, 1, "x", tensor.Scalar(int64(1)), tensor.Scalar(int64(2)))
-	// Item 10 uses a's first step; a is kept for the next message.
+	// Item 10 uses a's first step; a stays pending for the next message.
 	if err := st.Send(buildInsertRequest([]*table.Chunk{a}, []insertItem{{table: "t", key: 10, priority: 1,
-		trajectory: []table.TrajectoryColumn{{Slices: []table.ChunkSlice{{ChunkKey: 1, Length: 1}}}}}}, []uint64{1})); err != nil {
+		trajectory: []table.TrajectoryColumn{{Slices: []table.ChunkSlice{{ChunkKey: 1, Length: 1}}}}}}, nil)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.Recv(); err != nil {
 		t.Fatal(err)
 	}
-	// Item 11 reuses chunk 1 without resending it, and keeps nothing.
+	// Item 11 reuses chunk 1 without resending it, then releases it (and
+	// an unknown key, which is ignored).
 	if err := st.Send(buildInsertRequest(nil, []insertItem{{table: "t", key: 11, priority: 1,
-		trajectory: []table.TrajectoryColumn{{Slices: []table.ChunkSlice{{ChunkKey: 1, Offset: 1, Length: 1}}}}}}, nil)); err != nil {
+		trajectory: []table.TrajectoryColumn{{Slices: []table.ChunkSlice{{ChunkKey: 1, Offset: 1, Length: 1}}}}}}, []uint64{1, 999})); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.Recv(); err != nil {
@@ -499,11 +500,31 @@ func TestKeepChunkKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := st.Recv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "never sent") {
-		t.Fatalf("stale chunk: %v", err)
+		t.Fatalf("released chunk: %v", err)
 	}
 	if ts.srv.Table("t").Size() != 2 || ts.srv.Chunks().Len() != 1 {
 		t.Fatalf("size %d chunks %d", ts.srv.Table("t").Size(), ts.srv.Chunks().Len())
 	}
+}
+
+func TestUnreleasedChunksAreBounded(t *testing.T) {
+	opts := oneTable(table.Options{})
+	opts.MaxPendingBytes = 4096
+	ts := startServer(t, opts)
+	c := dial(t, ts.addr)
+	var chunks []*table.Chunk
+	for k := uint64(1); k <= 8; k++ {
+		v := make([]float32, 256)
+		for i := range v {
+			v[i] = float32(k*1000+uint64(i)) / 7
+		}
+		chunks = append(chunks, encodeChunk(t, k, 1, "x", tensor.MustFromSlice(v)))
+	}
+	_, err := rawInsert(context.Background(), c, chunks, nil, nil)
+	if status.Code(err) != codes.ResourceExhausted || !errors.Is(err, ErrResourceExhausted) {
+		t.Fatalf("err = %v, want ResourceExhausted", err)
+	}
+	waitUntil(t, func() bool { return ts.srv.Chunks().Len() == 0 })
 }
 
 func TestServerInfoMutateReset(t *testing.T) {

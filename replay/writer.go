@@ -38,26 +38,29 @@ import (
 // # The insert stream protocol
 //
 // The server keeps, per stream, the chunks it has received and not yet
-// released ("pending"); after each request that carries items it releases
-// every pending chunk not listed in the request's keep_chunk_keys. The
-// writer mirrors that set exactly (onServer): it changes only when the
-// sender builds a request, and requests are built and sent in order by one
+// released ("pending"); after inserting a request's items it releases the
+// pending chunks listed in the request's release_chunk_keys. The writer
+// mirrors that set exactly (onServer): it changes only when the sender
+// builds a request, and requests are built and sent in order by one
 // goroutine. When a queued item is put into a request, the chunks it uses
-// that are not in the mirror are added to that request. The keep list of a
-// request is the subset of the mirror that a later request may still need:
+// that are not in the mirror are added to that request. A chunk of the
+// mirror is listed for release (and leaves the mirror) once no later
+// request can need it, that is when it is neither
 //
-//   - chunks still in their column's history window, because an item created
-//     later may reference any step of the window (an item can only reference
-//     steps in the window when it is created, and the window only moves
-//     forward, so a chunk that has left it is never needed by a new item);
-//   - chunks used by items that are queued but not yet sent on this stream
-//     (they may have left the window already).
+//   - still in its column's history window (an item created later may
+//     reference any step of the window; an item can only reference steps in
+//     the window when it is created, and the window only moves forward, so a
+//     chunk that has left it is never needed by a new item), nor
+//   - used by items that are queued but not yet sent on this stream (they
+//     may have left the window already).
 //
 // Items already sent need nothing more: the server handles requests in
-// order, so an item sent is either inserted before the keep list of its own
-// request is applied, or the stream fails and everything is resent. Hence
-// the server never lacks a chunk an item needs, and per stream it never
-// holds more than the window's chunks plus those of queued items.
+// order and releases only after a request's items are inserted, so an item
+// is inserted before any release that could affect it, or the stream fails
+// and everything is resent. Hence the server never lacks a chunk an item
+// needs, and per stream it never holds more than the window's chunks plus
+// those of queued items. A release list names only what changed, so a
+// request costs the server nothing for the chunks it keeps.
 //
 // # Reconnection and resends
 //
@@ -1027,9 +1030,9 @@ func (w *Writer) send(ctx context.Context, st wire.ReplayService_InsertClient, r
 		w.mu.Lock()
 		var chunks []*table.Chunk
 		var items []insertItem
-		var keep []uint64
+		var release []uint64
 		if w.mu.unackedMsgs < maxUnackedMsgs {
-			chunks, items, keep = w.nextRequestLocked()
+			chunks, items, release = w.nextRequestLocked()
 			if len(items) > 0 {
 				w.mu.unackedMsgs++
 			}
@@ -1045,7 +1048,7 @@ func (w *Writer) send(ctx context.Context, st wire.ReplayService_InsertClient, r
 				return false, ctx.Err()
 			}
 		}
-		if err := st.Send(buildInsertRequest(chunks, items, keep)); err != nil {
+		if err := st.Send(buildInsertRequest(chunks, items, release)); err != nil {
 			if errors.Is(err, io.EOF) {
 				// The stream ended; its status comes from Recv.
 				return true, <-recvDone
@@ -1057,9 +1060,9 @@ func (w *Writer) send(ctx context.Context, st wire.ReplayService_InsertClient, r
 
 // nextRequestLocked takes the next queued items (up to ItemsPerMessage and
 // about batchBytes of new chunk data), the chunks they need that the server
-// lacks, and the keep list; it updates the mirror of the server's pending
+// lacks, and the release list; it updates the mirror of the server's pending
 // chunks as the server will once it has handled the request.
-func (w *Writer) nextRequestLocked() (chunks []*table.Chunk, items []insertItem, keep []uint64) {
+func (w *Writer) nextRequestLocked() (chunks []*table.Chunk, items []insertItem, release []uint64) {
 	size := 0
 	for w.mu.sent < len(w.mu.queue) && len(items) < w.opts.ItemsPerMessage {
 		it := w.mu.queue[w.mu.sent]
@@ -1091,13 +1094,12 @@ func (w *Writer) nextRequestLocked() (chunks []*table.Chunk, items []insertItem,
 		return nil, nil, nil
 	}
 	for k, c := range w.mu.onServer {
-		if c.inWindow || c.unsent > 0 {
-			keep = append(keep, k)
-		} else {
+		if !c.inWindow && c.unsent == 0 {
+			release = append(release, k)
 			delete(w.mu.onServer, k)
 		}
 	}
-	return chunks, items, keep
+	return chunks, items, release
 }
 
 // receive reads acknowledgements until the stream fails.

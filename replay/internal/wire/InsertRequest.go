@@ -73,8 +73,8 @@ func (rcv *InsertRequest) ItemsLength() int {
 	return 0
 }
 
-func (rcv *InsertRequest) KeepChunkKeys(j int) uint64 {
-	o := flatbuffers.UOffsetT(rcv._tab.Offset(8))
+func (rcv *InsertRequest) ReleaseChunkKeys(j int) uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(10))
 	if o != 0 {
 		a := rcv._tab.Vector(o)
 		return rcv._tab.GetUint64(a + flatbuffers.UOffsetT(j*8))
@@ -82,16 +82,16 @@ func (rcv *InsertRequest) KeepChunkKeys(j int) uint64 {
 	return 0
 }
 
-func (rcv *InsertRequest) KeepChunkKeysLength() int {
-	o := flatbuffers.UOffsetT(rcv._tab.Offset(8))
+func (rcv *InsertRequest) ReleaseChunkKeysLength() int {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(10))
 	if o != 0 {
 		return rcv._tab.VectorLen(o)
 	}
 	return 0
 }
 
-func (rcv *InsertRequest) MutateKeepChunkKeys(j int, n uint64) bool {
-	o := flatbuffers.UOffsetT(rcv._tab.Offset(8))
+func (rcv *InsertRequest) MutateReleaseChunkKeys(j int, n uint64) bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(10))
 	if o != 0 {
 		a := rcv._tab.Vector(o)
 		return rcv._tab.MutateUint64(a+flatbuffers.UOffsetT(j*8), n)
@@ -100,7 +100,7 @@ func (rcv *InsertRequest) MutateKeepChunkKeys(j int, n uint64) bool {
 }
 
 func InsertRequestStart(builder *flatbuffers.Builder) {
-	builder.StartObject(3)
+	builder.StartObject(4)
 }
 func InsertRequestAddChunks(builder *flatbuffers.Builder, chunks flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(chunks), 0)
@@ -114,10 +114,10 @@ func InsertRequestAddItems(builder *flatbuffers.Builder, items flatbuffers.UOffs
 func InsertRequestStartItemsVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(4, numElems, 4)
 }
-func InsertRequestAddKeepChunkKeys(builder *flatbuffers.Builder, keepChunkKeys flatbuffers.UOffsetT) {
-	builder.PrependUOffsetTSlot(2, flatbuffers.UOffsetT(keepChunkKeys), 0)
+func InsertRequestAddReleaseChunkKeys(builder *flatbuffers.Builder, releaseChunkKeys flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(3, flatbuffers.UOffsetT(releaseChunkKeys), 0)
 }
-func InsertRequestStartKeepChunkKeysVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
+func InsertRequestStartReleaseChunkKeysVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(8, numElems, 8)
 }
 func InsertRequestEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
