@@ -238,8 +238,8 @@ type insertItem struct {
 
 // insertRequest is a parsed InsertRequest.
 type insertRequest struct {
-	chunks []*table.Chunk
-	items  []insertItem
+	chunks  []*table.Chunk
+	items   []insertItem
 	release []uint64
 }
 
