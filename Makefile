@@ -50,3 +50,4 @@ generate:
 # generate-check fails if the committed generated code is stale.
 generate-check: generate
 	@git diff --exit-code --stat -- '*.go' || (echo "generated code is out of date: run make generate"; exit 1)
+	@test -z "$$(git status --porcelain --untracked-files=all -- replay/internal/wire)" || (echo "generated code is out of date: run make generate"; exit 1)

@@ -208,6 +208,7 @@ func TestUnsupportedTypes(t *testing.T) {
 	type withAny struct{ V any }
 	type node struct{ Next *node }
 	type hidden struct{ x int }
+	_ = hidden{x: 0}
 	for _, tc := range []struct {
 		typ  reflect.Type
 		want string
