@@ -46,7 +46,9 @@ func (l *Limiter) Reset() { l.inserts, l.samples, l.deletes = 0, 0, 0 }
 func (l *Limiter) Size() int64 { return l.inserts - l.deletes }
 
 // Diff is inserts*SamplesPerInsert - samples.
-func (l *Limiter) Diff() float64 { return float64(l.inserts)*l.cfg.SamplesPerInsert - float64(l.samples) }
+func (l *Limiter) Diff() float64 {
+	return float64(l.inserts)*l.cfg.SamplesPerInsert - float64(l.samples)
+}
 
 // CanSample reports whether n more samples are allowed now: the size is at
 // least MinSizeToSample and Diff()-n >= MinDiff.
