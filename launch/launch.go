@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/recall-rl/recall/program"
 )
 
@@ -22,8 +25,9 @@ var (
 	ErrInterrupted = errors.New("launch: interrupted")
 	// ErrGraceExceeded: after a stop, a node did not return within the
 	// grace period and was killed (local_mp) or abandoned, its goroutines
-	// left running (local_mt, test_mt).
-	ErrGraceExceeded = errors.New("launch: node did not stop within the grace period")
+	// left running (local_mt, test_mt). The *NodeError of that node wraps
+	// it.
+	ErrGraceExceeded = errors.New("launch: did not stop within the grace period")
 )
 
 // NodeError is the error of a failed node, returned by Launch and Wait when
@@ -38,7 +42,8 @@ type NodeError struct {
 	// ExitCode is the child's exit status under local_mp (-1 if a signal
 	// killed it), 0 otherwise.
 	ExitCode int
-	// Signal is the signal that killed the child, if one did.
+	// Signal is the signal that killed the child, if one did: "SIGKILL",
+	// "SIGSEGV", ...
 	Signal string
 	// Restarts is how many times the node had been restarted.
 	Restarts int
@@ -51,7 +56,7 @@ func (e *NodeError) Error() string {
 	fmt.Fprintf(&b, "node %s failed", e.Node)
 	var notes []string
 	if e.Signal != "" {
-		notes = append(notes, "killed by signal "+e.Signal)
+		notes = append(notes, "killed by "+e.Signal)
 	} else if e.ExitCode != 0 {
 		notes = append(notes, fmt.Sprintf("exit code %d", e.ExitCode))
 	}
@@ -199,12 +204,14 @@ func Start(ctx context.Context, p *program.Program, opts ...Option) (*Run, error
 	}
 	r.units = makeUnits(p, &o)
 	r.table = newAddrTable(p)
+	// The backends set r.be before they start serving anything that may
+	// use it.
 	var err error
 	switch o.launchType {
 	case LocalMT, TestMT:
-		r.be, err = newMTBackend(r)
+		err = newMTBackend(r)
 	case LocalMP:
-		r.be, err = newMPBackend(r)
+		err = newMPBackend(r)
 	}
 	if err != nil {
 		return nil, err
@@ -361,7 +368,7 @@ func (r *Run) ended(u *unit, n int, res result) {
 	switch {
 	case res.killed:
 		if r.mu.killErr == nil {
-			r.mu.killErr = fmt.Errorf("%w: %w", ErrGraceExceeded, ne)
+			r.mu.killErr = ne
 		}
 		r.mu.Unlock()
 		return
@@ -381,9 +388,10 @@ func (r *Run) ended(u *unit, n int, res result) {
 }
 
 // stopError reports whether err is what a node typically returns because
-// it was stopped.
+// it was stopped: a cancelled context, or a call cancelled with it.
 func stopError(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, program.ErrStopped)
+	return errors.Is(err, context.Canceled) || errors.Is(err, program.ErrStopped) ||
+		status.Code(err) == codes.Canceled
 }
 
 func firstLine(err error) string {
@@ -394,13 +402,10 @@ func firstLine(err error) string {
 	return s
 }
 
-// finish waits for every unit, or for the grace period to pass under an
-// in-process launch, releases the backend and sets the result.
+// finish waits for every unit (in-process nodes abandoned after the grace
+// period count as ended), releases the backend and sets the result.
 func (r *Run) finish(stopSignals func(), stopCtx func() bool) {
-	select {
-	case <-r.allDone:
-	case <-r.abandoned():
-	}
+	<-r.allDone
 	stopCtx()
 	stopSignals()
 	r.be.close()
@@ -415,15 +420,6 @@ func (r *Run) finish(stopSignals func(), stopCtx func() bool) {
 	}
 	r.mu.Unlock()
 	close(r.done)
-}
-
-// abandoned is closed when an in-process launch gave up on nodes that did
-// not stop; nil (never ready) otherwise.
-func (r *Run) abandoned() <-chan struct{} {
-	if a, ok := r.be.(interface{ abandonedCh() <-chan struct{} }); ok {
-		return a.abandonedCh()
-	}
-	return nil
 }
 
 // handleSignals makes SIGINT and SIGTERM stop the program (a second one

@@ -70,6 +70,11 @@ func (tp params) env() string {
 	return envParams + "=" + string(b)
 }
 
+// noRaceExitSleep keeps race-instrumented children from sleeping a second
+// at exit (the race runtime's default); a race still makes a child exit
+// with status 66, failing its launch.
+const noRaceExitSleep = "GORACE=atexit_sleep_ms=0"
+
 // Echo is the courier node of test programs.
 type Echo struct{ dir string }
 
@@ -323,7 +328,7 @@ func launchMP(t *testing.T, tp params, opts ...launch.Option) (error, string, ti
 	opts = append([]launch.Option{
 		launch.WithLaunchType(launch.LocalMP),
 		launch.WithArgs(nil),
-		launch.WithEnv(tp.env()),
+		launch.WithEnv(tp.env(), noRaceExitSleep),
 		launch.WithOutput(&out, &out),
 		launch.WithColor(false),
 		launch.WithSignalHandling(false),

@@ -43,13 +43,14 @@ type mpBackend struct {
 	killed bool
 }
 
-func newMPBackend(r *Run) (b *mpBackend, err error) {
-	b = &mpBackend{r: r, exe: r.o.exe, live: map[*exec.Cmd]bool{}, fp: fingerprint(r.p)}
+func newMPBackend(r *Run) (err error) {
+	b := &mpBackend{r: r, exe: r.o.exe, live: map[*exec.Cmd]bool{}, fp: fingerprint(r.p)}
 	if b.exe == "" {
 		if b.exe, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("launch: local_mp: %w", err)
+			return fmt.Errorf("launch: local_mp: %w", err)
 		}
 	}
+	r.be = b
 	defer func() {
 		if err != nil {
 			b.close()
@@ -57,18 +58,15 @@ func newMPBackend(r *Run) (b *mpBackend, err error) {
 	}()
 	b.ctl = &control{r: r, token: newToken(), reports: map[string]report{}}
 	if b.srv, err = courier.NewServer(b.ctl); err != nil {
-		return nil, err
+		return err
 	}
 	if b.addr, err = b.srv.Listen(""); err != nil {
-		return nil, err
+		return err
 	}
 	if b.out, err = newOutput(r); err != nil {
-		return nil, err
+		return err
 	}
-	if err = b.startKeeper(); err != nil {
-		return nil, err
-	}
-	return b, nil
+	return b.startKeeper()
 }
 
 // startKeeper starts the process group's leader: the binary in keeper
@@ -179,22 +177,22 @@ func (b *mpBackend) attempt(u *unit, n int) result {
 	if st != nil {
 		res.exitCode = st.ExitCode()
 		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			res.signal = ws.Signal().String()
+			res.signal = signalName(ws.Signal())
 		}
 	}
 	rep, reported := b.ctl.takeReport(u.id.String(), n)
 	switch {
 	case res.exitCode == 0:
 		return result{}
-	case killed && res.signal == syscall.SIGKILL.String():
+	case killed && res.signal == "SIGKILL":
 		res.killed = true
-		res.err = fmt.Errorf("killed: %w", ErrGraceExceeded)
-	case b.r.isStopping() && res.signal == syscall.SIGTERM.String():
+		res.err = fmt.Errorf("%w %v", ErrGraceExceeded, b.r.o.grace)
+	case b.r.isStopping() && res.signal == "SIGTERM":
 		return result{} // stopped before it could handle the signal
 	case reported && rep.msg != "":
 		res.err = errors.New(rep.msg)
 	case res.signal != "":
-		res.err = fmt.Errorf("killed by signal %s", res.signal)
+		res.err = fmt.Errorf("killed by %s", res.signal)
 	default:
 		res.err = fmt.Errorf("exited with status %d without reporting an error: %v", res.exitCode, werr)
 	}
@@ -263,4 +261,20 @@ func (b *mpBackend) close() {
 			b.r.log.Info("program ended; the tmux session stays open", "session", b.out.tmux, "kill", "tmux kill-session -t "+b.out.tmux)
 		}
 	}
+}
+
+var signalNames = map[syscall.Signal]string{
+	syscall.SIGABRT: "SIGABRT", syscall.SIGBUS: "SIGBUS", syscall.SIGFPE: "SIGFPE",
+	syscall.SIGHUP: "SIGHUP", syscall.SIGILL: "SIGILL", syscall.SIGINT: "SIGINT",
+	syscall.SIGKILL: "SIGKILL", syscall.SIGPIPE: "SIGPIPE", syscall.SIGQUIT: "SIGQUIT",
+	syscall.SIGSEGV: "SIGSEGV", syscall.SIGTERM: "SIGTERM", syscall.SIGUSR1: "SIGUSR1",
+	syscall.SIGUSR2: "SIGUSR2",
+}
+
+// signalName returns "SIGKILL" and the like.
+func signalName(s syscall.Signal) string {
+	if n, ok := signalNames[s]; ok {
+		return n
+	}
+	return fmt.Sprintf("signal %d (%v)", int(s), s)
 }

@@ -84,7 +84,7 @@ func TestLocalMP_StuckNodeKilledAfterGrace(t *testing.T) {
 		t.Fatalf("Launch = %v, want ErrGraceExceeded", err)
 	}
 	var ne *launch.NodeError
-	if !errors.As(err, &ne) || ne.Node.String() != "stuck/0" || ne.Signal != "killed" {
+	if !errors.As(err, &ne) || ne.Node.String() != "stuck/0" || ne.Signal != "SIGKILL" {
 		t.Errorf("error %v: want node stuck/0 killed by SIGKILL", err)
 	}
 	if d < grace || d > grace+5*time.Second {
@@ -213,7 +213,7 @@ func TestLocalMP_StopFromLauncher(t *testing.T) {
 	tp := params{Kind: "serve", N: 2, Dir: t.TempDir()}
 	var out syncBuffer
 	r, err := launch.Start(context.Background(), build(tp), launch.WithLaunchType(launch.LocalMP),
-		launch.WithArgs(nil), launch.WithEnv(tp.env()), launch.WithOutput(&out, &out), launch.WithSignalHandling(false))
+		launch.WithArgs(nil), launch.WithEnv(tp.env(), noRaceExitSleep), launch.WithOutput(&out, &out), launch.WithSignalHandling(false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestLocalMP_ContextCancel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	err := launch.Launch(ctx, build(tp), launch.WithLaunchType(launch.LocalMP),
-		launch.WithArgs(nil), launch.WithEnv(tp.env()), launch.WithSignalHandling(false))
+		launch.WithArgs(nil), launch.WithEnv(tp.env(), noRaceExitSleep), launch.WithSignalHandling(false))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Launch = %v, want context.DeadlineExceeded", err)
 	}
@@ -317,7 +317,7 @@ func TestLocalMP_SIGKILLLauncher(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), tp.env(), envLauncher+"=local_mp", mark)
+	cmd.Env = append(os.Environ(), tp.env(), noRaceExitSleep, envLauncher+"=local_mp", mark)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

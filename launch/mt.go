@@ -23,15 +23,17 @@ type mtBackend struct {
 	abandoned   chan struct{}
 }
 
-func newMTBackend(r *Run) (*mtBackend, error) {
+func newMTBackend(r *Run) error {
 	b := &mtBackend{r: r, abandoned: make(chan struct{})}
+	b.root, b.cancel = context.WithCancelCause(context.Background())
+	r.be = b
 	unbind, err := r.p.Bind(&mtEnv{r: r})
 	if err != nil {
-		return nil, err
+		b.cancel(err)
+		return err
 	}
 	b.unbind = unbind
-	b.root, b.cancel = context.WithCancelCause(context.Background())
-	return b, nil
+	return nil
 }
 
 func (b *mtBackend) attempt(u *unit, n int) result {
@@ -48,7 +50,7 @@ func (b *mtBackend) attempt(u *unit, n int) result {
 		res.panicked = errors.As(err, &pe)
 		return res
 	case <-b.abandoned:
-		return result{err: fmt.Errorf("still running %v after the stop began; abandoned (its goroutines leak)", b.r.o.grace), killed: true}
+		return result{err: fmt.Errorf("%w %v; abandoned, its goroutines still run", ErrGraceExceeded, b.r.o.grace), killed: true}
 	}
 }
 
@@ -56,11 +58,11 @@ func (b *mtBackend) beginStop() { b.cancel(program.ErrStopped) }
 
 func (b *mtBackend) kill() { b.abandonOnce.Do(func() { close(b.abandoned) }) }
 
-func (b *mtBackend) abandonedCh() <-chan struct{} { return b.abandoned }
-
 func (b *mtBackend) close() {
 	b.cancel(program.ErrStopped)
-	b.unbind()
+	if b.unbind != nil {
+		b.unbind()
+	}
 }
 
 // mtEnv is the program.Env of an in-process launch.
