@@ -216,8 +216,15 @@ func step(s Selector, m *model, op modelOp) error {
 // every selector and on the reference model, comparing every result.
 func TestAgainstModel(t *testing.T) {
 	forEachSpec(t, func(t *testing.T, spec Spec) {
-		for seed := range uint64(4) {
+		for seed := range uint64(8) {
+			// Odd seeds run the dense-key form (keys here are small).
 			s := mustNew(t, spec, seed)
+			if seed%2 == 1 {
+				var err error
+				if s, err = NewDense(spec, seed); err != nil {
+					t.Fatal(err)
+				}
+			}
 			m := newModel(spec)
 			r := rand.New(rand.NewPCG(seed, 99))
 			// A small key space makes collisions (existing/missing keys)

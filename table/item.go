@@ -63,6 +63,7 @@ type Sampled struct {
 // item is a table's record of an inserted Item.
 type item struct {
 	key          uint64
+	slot         int32 // where the record lives; the selectors' key
 	priority     float64
 	timesSampled int32
 	seq          uint64 // insertion order

@@ -79,11 +79,13 @@ func New(opts Options) (*Table, error) {
 		_, _ = crand.Read(b[:])
 		opts.Seed = binary.LittleEndian.Uint64(b[:]) | 1
 	}
-	s, err := sampler.New(opts.Sampler, opts.Seed)
+	// The selectors are keyed by slab slot, not by item key: slots are
+	// small and reused, so the selectors index them by array.
+	s, err := sampler.NewDense(opts.Sampler, opts.Seed)
 	if err != nil {
 		return nil, fmt.Errorf("%w: sampler: %v", ErrInvalidOptions, err)
 	}
-	r, err := sampler.New(opts.Remover, opts.Seed^0x9e3779b97f4a7c15)
+	r, err := sampler.NewDense(opts.Remover, opts.Seed^0x9e3779b97f4a7c15)
 	if err != nil {
 		return nil, fmt.Errorf("%w: remover: %v", ErrInvalidOptions, err)
 	}
@@ -160,7 +162,7 @@ func (t *Table) Insert(ctx context.Context, it Item) error {
 	if int64(t.mu.items.Len()) > t.opts.MaxSize {
 		s, err := t.mu.remover.Sample()
 		if err == nil {
-			released = t.deleteLocked(s.Key, released)
+			released = t.deleteLocked(t.mu.slab.at(int32(s.Key)).key, released)
 		}
 	}
 	t.notifyLocked()
@@ -171,11 +173,14 @@ func (t *Table) Insert(ctx context.Context, it Item) error {
 
 // insertLocked adds a new item, taking chunk references. t.mu must be held.
 func (t *Table) insertLocked(it *Item) error {
-	if err := t.mu.sampler.Insert(it.Key, it.Priority); err != nil {
+	slot := t.mu.slab.alloc()
+	if err := t.mu.sampler.Insert(uint64(slot), it.Priority); err != nil {
+		t.mu.slab.release(slot)
 		return fmt.Errorf("table %q: sampler: %w", t.opts.Name, err)
 	}
-	if err := t.mu.remover.Insert(it.Key, it.Priority); err != nil {
-		_ = t.mu.sampler.Delete(it.Key)
+	if err := t.mu.remover.Insert(uint64(slot), it.Priority); err != nil {
+		_ = t.mu.sampler.Delete(uint64(slot))
+		t.mu.slab.release(slot)
 		return fmt.Errorf("table %q: remover: %w", t.opts.Name, err)
 	}
 	// The chunk list is shared, read-only, with every sample of the item,
@@ -186,9 +191,9 @@ func (t *Table) insertLocked(it *Item) error {
 		chunks[i] = r.chunk
 		t.mu.episodes[r.chunk.EpisodeID]++
 	}
-	slot := t.mu.slab.alloc()
 	*t.mu.slab.at(slot) = item{
 		key:        it.Key,
+		slot:       slot,
 		priority:   it.Priority,
 		seq:        t.mu.nextSeq,
 		insertedAt: t.opts.Now().UnixNano(),
@@ -213,11 +218,11 @@ func (t *Table) itemLocked(key uint64) (*item, bool) {
 
 // updateLocked sets an item's priority in both selectors. t.mu must be held.
 func (t *Table) updateLocked(rec *item, priority float64) error {
-	if err := t.mu.sampler.Update(rec.key, priority); err != nil {
+	if err := t.mu.sampler.Update(uint64(rec.slot), priority); err != nil {
 		return fmt.Errorf("table %q: sampler: %w", t.opts.Name, err)
 	}
-	if err := t.mu.remover.Update(rec.key, priority); err != nil {
-		_ = t.mu.sampler.Update(rec.key, rec.priority)
+	if err := t.mu.remover.Update(uint64(rec.slot), priority); err != nil {
+		_ = t.mu.sampler.Update(uint64(rec.slot), rec.priority)
 		return fmt.Errorf("table %q: remover: %w", t.opts.Name, err)
 	}
 	rec.priority = priority
@@ -230,8 +235,8 @@ func (t *Table) updateLocked(rec *item, priority float64) error {
 func (t *Table) deleteLocked(key uint64, released []*Chunk) []*Chunk {
 	slot, _ := t.mu.items.Remove(key)
 	rec := t.mu.slab.at(slot)
-	_ = t.mu.sampler.Delete(key)
-	_ = t.mu.remover.Delete(key)
+	_ = t.mu.sampler.Delete(uint64(slot))
+	_ = t.mu.remover.Delete(uint64(slot))
 	t.mu.limiter.Delete(1)
 	for _, c := range rec.chunks {
 		ep := c.EpisodeID
@@ -329,7 +334,7 @@ func (t *Table) sampleOneLocked(rateLimited bool, released []*Chunk) (Sampled, [
 	if err != nil {
 		panic(fmt.Sprintf("table %q: sampler failed on a table of %d items: %v", t.opts.Name, t.mu.items.Len(), err))
 	}
-	rec, _ := t.itemLocked(pick.Key)
+	rec := t.mu.slab.at(int32(pick.Key))
 	rec.timesSampled++
 	if rec.timesSampled == 1 {
 		t.mu.numUniqueSamples++

@@ -22,6 +22,11 @@ type Index struct {
 	mask  uint64      // len(slots)-1
 	count int
 	seed  uint64
+
+	// dense, in an index made by NewDense, holds the position plus one of
+	// key k at dense[k]; the hash table is unused.
+	dense   []uint32
+	isDense bool
 }
 
 // indexSlot is one table slot; val is the position plus one, 0 when empty,
@@ -38,6 +43,15 @@ func New() Index {
 	return Index{seed: maphash.Comparable(maphash.MakeSeed(), uint64(0))}
 }
 
+// MaxDenseKey bounds the keys of a dense index.
+const MaxDenseKey = 1<<31 - 1
+
+// NewDense returns an empty index for small keys that are reused after
+// removal, such as slot numbers: key k lives at entry k of an array, with no
+// hashing. Keys must not exceed MaxDenseKey; memory grows with the largest
+// key inserted.
+func NewDense() Index { return Index{isDense: true} }
+
 // hash mixes key with the seed (the splitmix64 finaliser).
 func (x *Index) hash(key uint64) uint64 {
 	z := key ^ x.seed
@@ -50,6 +64,12 @@ func (x *Index) Len() int { return x.count }
 
 // get returns the position of key.
 func (x *Index) Get(key uint64) (int32, bool) {
+	if x.isDense {
+		if key >= uint64(len(x.dense)) || x.dense[key] == 0 {
+			return 0, false
+		}
+		return int32(x.dense[key] - 1), true
+	}
 	if x.count == 0 {
 		return 0, false
 	}
@@ -67,6 +87,9 @@ func (x *Index) Get(key uint64) (int32, bool) {
 // insert maps a key that is not present to pos. If the key is present it
 // returns its position and false, changing nothing.
 func (x *Index) Insert(key uint64, pos int32) (int32, bool) {
+	if x.isDense {
+		return x.denseInsert(key, pos)
+	}
 	if 4*(x.count+1) > 3*len(x.slots) {
 		if old, ok := x.Get(key); ok {
 			return old, false
@@ -88,6 +111,13 @@ func (x *Index) Insert(key uint64, pos int32) (int32, bool) {
 
 // set changes the position of a present key.
 func (x *Index) Set(key uint64, pos int32) {
+	if x.isDense {
+		if key >= uint64(len(x.dense)) || x.dense[key] == 0 {
+			panic("keyindex: Set of an absent key")
+		}
+		x.dense[key] = uint32(pos) + 1
+		return
+	}
 	for i := x.hash(key) & x.mask; ; i = (i + 1) & x.mask {
 		s := &x.slots[i]
 		if s.val == 0 {
@@ -102,6 +132,14 @@ func (x *Index) Set(key uint64, pos int32) {
 
 // remove deletes key and returns its position.
 func (x *Index) Remove(key uint64) (int32, bool) {
+	if x.isDense {
+		pos, ok := x.Get(key)
+		if ok {
+			x.dense[key] = 0
+			x.count--
+		}
+		return pos, ok
+	}
 	if x.count == 0 {
 		return 0, false
 	}
@@ -155,6 +193,33 @@ func (x *Index) grow() {
 
 // clear removes every key, keeping the table.
 func (x *Index) Clear() {
+	if x.isDense {
+		clear(x.dense)
+		x.count = 0
+		return
+	}
 	clear(x.slots)
 	x.count = 0
+}
+
+// denseInsert is Insert for a dense index.
+func (x *Index) denseInsert(key uint64, pos int32) (int32, bool) {
+	if key > MaxDenseKey {
+		panic("keyindex: dense key out of range")
+	}
+	if key >= uint64(len(x.dense)) {
+		n := max(minIndexSlots, 2*len(x.dense))
+		for uint64(n) <= key {
+			n *= 2
+		}
+		grown := make([]uint32, n)
+		copy(grown, x.dense)
+		x.dense = grown
+	}
+	if v := x.dense[key]; v != 0 {
+		return int32(v - 1), false
+	}
+	x.dense[key] = uint32(pos) + 1
+	x.count++
+	return pos, true
 }

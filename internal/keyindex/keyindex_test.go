@@ -21,18 +21,35 @@ func checkIndex(t *testing.T, x *Index, ref map[uint64]int32) {
 			n++
 		}
 	}
+	for _, v := range x.dense {
+		if v != 0 {
+			n++
+		}
+	}
 	if n != len(ref) {
 		t.Fatalf("%d occupied slots for %d keys", n, len(ref))
 	}
 }
 
 func TestKeyIndexAgainstMap(t *testing.T) {
-	for _, space := range []uint64{4, 50, 3000} {
+	for _, dense := range []bool{false, true} {
+		for _, space := range []uint64{4, 50, 3000} {
+			testAgainstMap(t, dense, space)
+		}
+	}
+}
+
+func testAgainstMap(t *testing.T, dense bool, space uint64) {
+	{
 		x := New()
+		mult := uint64(0x100000001) // keys sharing low bits
+		if dense {
+			x, mult = NewDense(), 1
+		}
 		ref := map[uint64]int32{}
 		r := rand.New(rand.NewPCG(space, 5))
 		for step := range 100_000 {
-			k := r.Uint64N(space) * 0x100000001 // keys sharing low bits
+			k := r.Uint64N(space) * mult
 			switch r.IntN(4) {
 			case 0, 1:
 				v := int32(r.IntN(1 << 20))
