@@ -76,7 +76,7 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	dopts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(
-			grpc.ForceCodec(codec{}),
+			grpc.ForceCodecV2(codec{}),
 			grpc.MaxCallRecvMsgSize(o.maxMessageBytes),
 			grpc.MaxCallSendMsgSize(o.maxMessageBytes),
 		),

@@ -726,6 +726,13 @@ func buildInsertRequest(chunks []*table.Chunk, items []insertItem, release []uin
 		size += 64 + len(it.table) + 32*len(it.trajectory)
 	}
 	b := flatbuffers.NewBuilder(size)
+	buildInsertRequestInto(b, chunks, items, release)
+	return b
+}
+
+// buildInsertRequestInto is buildInsertRequest into a reset builder, such as
+// a pooled one.
+func buildInsertRequestInto(b *flatbuffers.Builder, chunks []*table.Chunk, items []insertItem, release []uint64) {
 	chunkOffs := make([]flatbuffers.UOffsetT, len(chunks))
 	for i, c := range chunks {
 		chunkOffs[i] = buildChunk(b, c)
@@ -749,5 +756,4 @@ func buildInsertRequest(chunks []*table.Chunk, items []insertItem, release []uin
 	wire.InsertRequestAddItems(b, iv)
 	wire.InsertRequestAddReleaseChunkKeys(b, rv)
 	b.Finish(wire.InsertRequestEnd(b))
-	return b
 }

@@ -1048,7 +1048,9 @@ func (w *Writer) send(ctx context.Context, st wire.ReplayService_InsertClient, r
 				return false, ctx.Err()
 			}
 		}
-		if err := st.Send(buildInsertRequest(chunks, items, release)); err != nil {
+		msg := getBuilder()
+		buildInsertRequestInto(msg.b, chunks, items, release)
+		if err := st.SendMsg(msg); err != nil {
 			if errors.Is(err, io.EOF) {
 				// The stream ended; its status comes from Recv.
 				return true, <-recvDone
