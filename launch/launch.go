@@ -136,6 +136,7 @@ type Run struct {
 		result    error
 	}
 	wg sync.WaitGroup // unit supervisors
+	bg sync.WaitGroup // the grace timer
 }
 
 // Launch runs p until it ends and returns the error that ended it: the
@@ -311,7 +312,7 @@ func (r *Run) stop(cause error) {
 		r.mu.Unlock()
 		close(r.stopping)
 		r.be.beginStop()
-		go r.graceTimer()
+		r.bg.Go(r.graceTimer)
 	})
 }
 
@@ -407,7 +408,10 @@ func firstLine(err error) string {
 func (r *Run) finish(stopSignals func(), stopCtx func() bool) {
 	<-r.allDone
 	stopCtx()
+	// From now on Stop does nothing, and address lookups fail.
+	r.stopOnce.Do(func() { close(r.stopping) })
 	stopSignals()
+	r.bg.Wait()
 	r.be.close()
 	r.mu.Lock()
 	switch {
