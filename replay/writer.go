@@ -267,6 +267,12 @@ type Writer struct {
 		sent     int               // queue[:sent] has been sent on the current stream
 		pending  map[uint64]*witem // unacknowledged items by key
 		onServer map[uint64]*wchunk
+		// releasable lists chunks of onServer that no later request can
+		// need (out of the window, no unsent item uses them), to be named
+		// in the next request's release list. It is kept up to date as
+		// chunks leave the window and items are sent, so building a
+		// request never scans onServer.
+		releasable []*wchunk
 
 		streams int // insert streams opened, for tests and diagnostics
 		// unackedMsgs counts requests sent on the current stream and not
@@ -305,6 +311,7 @@ type wchunk struct {
 	// current stream. A chunk on the server is kept while either holds.
 	inWindow bool
 	unsent   int
+	onServer bool // in w.mu.onServer
 }
 
 func (c *wchunk) end() int64 { return c.start + int64(c.n) }
@@ -521,6 +528,22 @@ func (w *Writer) finalizeLocked(col *wcolumn) error {
 	return nil
 }
 
+// leaveWindowLocked marks a chunk as out of its column's history window.
+func (w *Writer) leaveWindowLocked(c *wchunk) {
+	c.inWindow = false
+	w.checkReleasableLocked(c)
+}
+
+// checkReleasableLocked queues c for release once the server holds it and
+// no later request can need it. It is called on the two transitions that
+// can make that true (leaving the window, the last unsent item using it
+// being sent), each of which happens once per chunk and stream.
+func (w *Writer) checkReleasableLocked(c *wchunk) {
+	if c.onServer && !c.inWindow && c.unsent == 0 {
+		w.mu.releasable = append(w.mu.releasable, c)
+	}
+}
+
 // endStepLocked completes the open step and drops chunks that left the
 // history window (items still using them keep them alive).
 func (w *Writer) endStepLocked() {
@@ -531,7 +554,7 @@ func (w *Writer) endStepLocked() {
 		col.inStep = false
 		i := 0
 		for i < len(col.chunks) && col.chunks[i].end() <= ws {
-			col.chunks[i].inWindow = false
+			w.leaveWindowLocked(col.chunks[i])
 			i++
 		}
 		clear(col.chunks[:i])
@@ -584,7 +607,7 @@ func (w *Writer) EndEpisode(ctx context.Context, clearBuffers bool) error {
 		w.mu.base = w.mu.pos
 		for _, col := range w.mu.cols {
 			for _, c := range col.chunks {
-				c.inWindow = false
+				w.leaveWindowLocked(c)
 			}
 			col.chunks = nil
 		}
@@ -1010,7 +1033,12 @@ func (w *Writer) session() (progress bool, err error) {
 // chunks and every unacknowledged item must be (re)sent.
 func (w *Writer) resetStreamLocked() {
 	w.mu.streams++
+	for _, c := range w.mu.onServer {
+		c.onServer = false
+	}
 	clear(w.mu.onServer)
+	clear(w.mu.releasable)
+	w.mu.releasable = w.mu.releasable[:0]
 	for _, it := range w.mu.queue[:w.mu.sent] {
 		if it.acked {
 			continue
@@ -1074,7 +1102,7 @@ func (w *Writer) nextRequestLocked() (chunks []*table.Chunk, items []insertItem,
 		}
 		need := 0
 		for _, c := range it.chunks {
-			if _, ok := w.mu.onServer[c.key]; !ok {
+			if !c.onServer {
 				need += len(c.data.Data)
 			}
 		}
@@ -1082,11 +1110,13 @@ func (w *Writer) nextRequestLocked() (chunks []*table.Chunk, items []insertItem,
 			break
 		}
 		for _, c := range it.chunks {
-			if _, ok := w.mu.onServer[c.key]; !ok {
+			if !c.onServer {
+				c.onServer = true
 				w.mu.onServer[c.key] = c
 				chunks = append(chunks, c.data)
 			}
 			c.unsent--
+			w.checkReleasableLocked(c)
 		}
 		size += need
 		items = append(items, it.ins)
@@ -1095,12 +1125,13 @@ func (w *Writer) nextRequestLocked() (chunks []*table.Chunk, items []insertItem,
 	if len(items) == 0 {
 		return nil, nil, nil
 	}
-	for k, c := range w.mu.onServer {
-		if !c.inWindow && c.unsent == 0 {
-			release = append(release, k)
-			delete(w.mu.onServer, k)
-		}
+	for _, c := range w.mu.releasable {
+		release = append(release, c.key)
+		delete(w.mu.onServer, c.key)
+		c.onServer = false
 	}
+	clear(w.mu.releasable)
+	w.mu.releasable = w.mu.releasable[:0]
 	return chunks, items, release
 }
 
