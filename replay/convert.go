@@ -207,24 +207,6 @@ func parseTrajectory(buf []byte, n int, get func(*wire.TrajectoryColumn, int) bo
 	return out, nil
 }
 
-// chunkKeysOf returns the distinct chunk keys a trajectory uses, in order of
-// first use.
-func chunkKeysOf(traj []table.TrajectoryColumn) []uint64 {
-	var keys []uint64
-	for _, col := range traj {
-	next:
-		for _, s := range col.Slices {
-			for _, k := range keys {
-				if k == s.ChunkKey {
-					continue next
-				}
-			}
-			keys = append(keys, s.ChunkKey)
-		}
-	}
-	return keys
-}
-
 // --- insert -----------------------------------------------------------------
 
 // insertItem is an item parsed from an InsertRequest, before its chunk keys
@@ -253,13 +235,14 @@ func parseInsertRequest(buf []byte) (req insertRequest, err error) {
 	if err := checkLen(buf, n, 4, "chunks"); err != nil {
 		return req, err
 	}
+	var a decodeArena
 	req.chunks = make([]*table.Chunk, n)
 	var wc wire.Chunk
 	for i := range req.chunks {
 		if !w.Chunks(&wc, i) {
 			return req, fmt.Errorf("%w: chunk %d unreadable", errMalformed, i)
 		}
-		if req.chunks[i], err = parseChunk(buf, &wc); err != nil {
+		if req.chunks[i], err = a.chunk(buf, &wc, n-i); err != nil {
 			return req, err
 		}
 	}
@@ -273,11 +256,11 @@ func parseInsertRequest(buf []byte) (req insertRequest, err error) {
 		if !w.Items(&wi, i) {
 			return req, fmt.Errorf("%w: item %d unreadable", errMalformed, i)
 		}
-		traj, err := parseTrajectory(buf, wi.TrajectoryLength(), wi.Trajectory)
+		traj, err := a.trajectory(buf, &wi, n-i)
 		if err != nil {
 			return req, fmt.Errorf("item %d: %w", wi.Key(), err)
 		}
-		req.items[i] = insertItem{table: string(wi.TableName()), key: wi.Key(), priority: wi.Priority(), trajectory: traj}
+		req.items[i] = insertItem{table: a.name(wi.TableName()), key: wi.Key(), priority: wi.Priority(), trajectory: traj}
 	}
 	n = w.ReleaseChunkKeysLength()
 	if err := checkLen(buf, n, 8, "release_chunk_keys"); err != nil {

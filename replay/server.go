@@ -374,21 +374,36 @@ func (s *Server) insertRequest(ctx context.Context, req *insertRequest, pending 
 	// with a bad item changes nothing.
 	items := make([]table.Item, len(req.items))
 	tables := make([]*table.Table, len(req.items))
+	var refPool []*table.ChunkRef // the items' chunk lists, carved from one block
+	var t *table.Table
 	for i := range req.items {
 		ri := &req.items[i]
-		t, err := s.table(ri.table)
-		if err != nil {
-			return acked, fmt.Errorf("item %d: %w", ri.key, err)
-		}
-		keys := chunkKeysOf(ri.trajectory)
-		refs := make([]*table.ChunkRef, len(keys))
-		for j, k := range keys {
-			r, ok := pending.refs[k]
-			if !ok {
-				return acked, fmt.Errorf("%w: item %d references chunk %d, which was never sent on this stream (or was released)", ErrInvalidArgument, ri.key, k)
+		if t == nil || t.Name() != ri.table {
+			var err error
+			if t, err = s.table(ri.table); err != nil {
+				return acked, fmt.Errorf("item %d: %w", ri.key, err)
 			}
-			refs[j] = r
 		}
+		if cap(refPool)-len(refPool) < 4*len(ri.trajectory) {
+			refPool = make([]*table.ChunkRef, 0, max(64, 4*len(ri.trajectory)*(len(req.items)-i)))
+		}
+		start := len(refPool)
+		for _, col := range ri.trajectory {
+		slices:
+			for _, sl := range col.Slices {
+				for _, r := range refPool[start:] {
+					if r.Key() == sl.ChunkKey {
+						continue slices
+					}
+				}
+				r, ok := pending.refs[sl.ChunkKey]
+				if !ok {
+					return acked, fmt.Errorf("%w: item %d references chunk %d, which was never sent on this stream (or was released)", ErrInvalidArgument, ri.key, sl.ChunkKey)
+				}
+				refPool = append(refPool, r)
+			}
+		}
+		refs := refPool[start:len(refPool):len(refPool)]
 		items[i] = table.Item{Key: ri.key, Priority: ri.priority, Trajectory: ri.trajectory, Chunks: refs}
 		if err := t.CheckItem(&items[i]); err != nil {
 			return acked, fmt.Errorf("table %q: %w", ri.table, err)
