@@ -34,7 +34,7 @@ type Terminal string
 // Terminals (the names are Launchpad's).
 const (
 	// CurrentTerminal writes every node's lines to the launcher's stdout
-	// and stderr, prefixed with a coloured [label/index]. The default.
+	// and stderr, prefixed with the node ID in coloured brackets. The default.
 	CurrentTerminal Terminal = "current_terminal"
 	// OutputToFiles writes one log file per node (stdout and stderr) in a
 	// directory: WithLogDir, --lp_log_dir, $RECALL_LP_LOG_DIR, or a new
@@ -198,7 +198,7 @@ func WithSignalHandling(on bool) Option {
 	return optionFunc(func(o *options) { o.signals = &on })
 }
 
-// WithColor forces coloured [label/index] prefixes on or off. By default
+// WithColor forces the colouring of node prefixes on or off. By default
 // they are coloured when stdout is a terminal and $NO_COLOR is unset.
 func WithColor(on bool) Option {
 	return optionFunc(func(o *options) { o.color = &on })

@@ -110,7 +110,7 @@ func (w *lineWriter) flush() {
 	}
 }
 
-// colors are the ANSI colours of [label/index] prefixes.
+// colors are the ANSI colours of the nodes' prefixes.
 var colors = []string{"36", "33", "35", "32", "34", "31", "96", "93", "95", "92", "94", "91"}
 
 // output routes children's stdout and stderr.

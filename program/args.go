@@ -99,29 +99,33 @@ func planArg(a any, pt reflect.Type) (argPlan, error) {
 	v := reflect.ValueOf(a)
 	at := v.Type()
 	plan := argPlan{kind: argPlain, v: v, param: pt}
-	got := at
+	got, desc := at, at.String()
 	switch {
 	case at.Implements(handleValueType):
 		plan.kind = argHandle
 		got = v.Interface().(handleValue).handleClientType()
+		desc = fmt.Sprintf("Handle[%v]", got)
 	case (at.Kind() == reflect.Slice || at.Kind() == reflect.Array) && at.Elem().Implements(handleValueType):
 		plan.kind = argSlice
 		ct := reflect.Zero(at.Elem()).Interface().(handleValue).handleClientType()
 		if at.Kind() == reflect.Slice {
 			got = reflect.SliceOf(ct)
+			desc = fmt.Sprintf("[]Handle[%v]", ct)
 		} else {
 			got = reflect.ArrayOf(at.Len(), ct)
+			desc = fmt.Sprintf("[%d]Handle[%v]", at.Len(), ct)
 		}
 		plan.out = got
 	case at.Kind() == reflect.Map && at.Elem().Implements(handleValueType):
 		plan.kind = argMap
 		ct := reflect.Zero(at.Elem()).Interface().(handleValue).handleClientType()
 		got = reflect.MapOf(at.Key(), ct)
+		desc = fmt.Sprintf("map[%v]Handle[%v]", at.Key(), ct)
 		plan.out = got
 	}
 	if !got.AssignableTo(pt) {
 		if got != at {
-			return argPlan{}, fmt.Errorf("%v dereferences to %v, not assignable to %v", at, got, pt)
+			return argPlan{}, fmt.Errorf("%s dereferences to %v, not assignable to %v", desc, got, pt)
 		}
 		return argPlan{}, fmt.Errorf("%v is not assignable to %v", at, pt)
 	}

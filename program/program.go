@@ -216,7 +216,7 @@ func AddNode[C any](p *Program, label string, n Node[C]) Handle[C] {
 		e.members = append(e.members, me)
 	}
 	for _, err := range b.errs {
-		p.errs = append(p.errs, fmt.Errorf("node %s: %w", e.id, err))
+		p.errs = append(p.errs, fmt.Errorf("%w: node %s: %w", ErrInvalidProgram, e.id, err))
 	}
 	return h
 }

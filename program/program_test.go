@@ -240,7 +240,7 @@ func TestValidateErrors(t *testing.T) {
 		"notfunc/0: function is a int, not a function",
 		"ctor/0: constructor func() must return T or (T, error)",
 		"run/0: program_test.badRun has a Run method",
-		"client/0: function func(*courier.Client): argument 1: program.Handle[*github.com/recall-rl/recall/replay.Client] dereferences to *replay.Client, not assignable to *courier.Client",
+		"client/0: function func(*courier.Client): argument 1: Handle[*replay.Client] dereferences to *replay.Client, not assignable to *courier.Client",
 		`foreign/0: takes a handle of node x/0 of program "other"`,
 		"unadded/0: takes a handle of a courier node that was never added",
 		"zero/0: takes a zero Handle",
