@@ -64,6 +64,9 @@ type ServerOptions struct {
 	AuthToken string
 	// Logger receives the server's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// Checkpoint configures checkpoints, restore at start and durable mode
+	// (checkpoint.go, durable.go). Off without a directory.
+	Checkpoint CheckpointOptions
 }
 
 // Validate checks the options (after defaults) and every table's options.
@@ -118,6 +121,9 @@ type Server struct {
 	grpc    *grpc.Server
 	health  *health.Server
 	metrics *metrics
+	// ckpt runs checkpoints and durable the durable store; nil when off.
+	ckpt    *checkpointer
+	durable *durable
 
 	// drain is cancelled when shutdown begins; handlers derive from it.
 	drain     context.Context
@@ -156,6 +162,10 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		s.names = append(s.names, t.Name())
 	}
 	s.metrics = newMetrics(s.names)
+	if err := s.openCheckpoints(); err != nil {
+		s.closeTables()
+		return nil, err
+	}
 	s.drain, s.drainStop = context.WithCancelCause(context.Background())
 
 	gopts := []grpc.ServerOption{
@@ -225,6 +235,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 	}
 	s.handlers.Wait()
+	s.closeCheckpoints()
 	s.closeTables()
 	return err
 }
@@ -326,7 +337,15 @@ func (s *Server) Insert(stream wire.ReplayService_InsertServer) error {
 		}
 		s.metrics.insertBytes.Add(int64(m.n))
 		acked = acked[:0]
+		var dtok durableToken
+		if s.durable != nil {
+			dtok = s.durable.begin(&m.req, pending.refs)
+		}
 		acked, err := s.insertRequest(ctx, &m.req, pending, acked)
+		if s.durable != nil {
+			// Acknowledged items must be in the durable store first.
+			acked, err = s.durable.commitInsert(dtok, &m.req, acked, err)
+		}
 		if len(acked) > 0 {
 			if serr := stream.Send(buildInsertResponse(acked)); serr != nil {
 				return serr
@@ -605,7 +624,7 @@ func (s *Server) MutatePriorities(ctx context.Context, in *wire.MutatePriorities
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
-	if err := t.MutatePriorities(ctx, req.updates, req.deletes); err != nil {
+	if err := s.mutatePriorities(ctx, t, req.updates, req.deletes); err != nil {
 		return nil, toStatus(ctx, err)
 	}
 	return emptyMessage(wire.MutatePrioritiesResponseStart, wire.MutatePrioritiesResponseEnd), nil
@@ -621,16 +640,17 @@ func (s *Server) Reset(ctx context.Context, in *wire.ResetRequest) (*flatbuffers
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
-	if err := t.Reset(ctx); err != nil {
+	if err := s.resetTable(ctx, t); err != nil {
 		return nil, toStatus(ctx, err)
 	}
 	s.log.Info("table reset", "table", name)
 	return emptyMessage(wire.ResetResponseStart, wire.ResetResponseEnd), nil
 }
 
-// Checkpoint is not available yet.
+// Checkpoint writes a checkpoint (see WriteCheckpoint) and returns its
+// path; Unimplemented on a server without a checkpoint directory.
 func (s *Server) Checkpoint(ctx context.Context, in *wire.CheckpointRequest) (*flatbuffers.Builder, error) {
-	return nil, status.Error(codes.Unimplemented, "replay: checkpoints are not supported by this server yet")
+	return s.checkpointRPC(ctx)
 }
 
 // ServerInfo describes every table.
