@@ -239,7 +239,10 @@ func (c *child) Resolve(ctx context.Context, id program.NodeID) (string, error) 
 	return addr, nil
 }
 
-// Stop stops this node at once and asks the launcher to stop the program.
+// Stop asks the launcher to stop the program; the node's context ends when
+// the launcher's stop comes back (WaitStop), so that the program is known
+// to be stopping before this node goes away and its peers notice. If the
+// launcher cannot be reached, the node stops at once.
 func (c *child) Stop() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -247,12 +250,16 @@ func (c *child) Stop() {
 		return
 	}
 	c.stopped = true
-	if c.cancel != nil {
-		c.cancel(program.ErrStopped)
-	}
 	c.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, _ = c.ctl.Call(ctx, "Stop", c.token, c.id.String())
+		if _, err := c.ctl.Call(ctx, "Stop", c.token, c.id.String()); err != nil {
+			c.mu.Lock()
+			cancelNode := c.cancel
+			c.mu.Unlock()
+			if cancelNode != nil {
+				cancelNode(program.ErrStopped)
+			}
+		}
 	})
 }

@@ -115,6 +115,7 @@ type backend interface {
 
 // Run is a launched program. Its methods are safe for concurrent use.
 type Run struct {
+	ctx   context.Context // Launch's; its values reach in-process nodes
 	p     *program.Program
 	o     options
 	log   *slog.Logger
@@ -193,6 +194,7 @@ func Start(ctx context.Context, p *program.Program, opts ...Option) (*Run, error
 		o.stderr = os.Stderr
 	}
 	r := &Run{
+		ctx:      ctx,
 		p:        p,
 		o:        o,
 		log:      o.logger,

@@ -322,7 +322,7 @@ func (s *syncBuffer) String() string {
 
 // launchMP launches the test program tp under local_mp in this process,
 // with output captured, and returns its error, output and duration.
-func launchMP(t *testing.T, tp params, opts ...launch.Option) (error, string, time.Duration) {
+func launchMP(t *testing.T, tp params, opts ...launch.Option) (string, time.Duration, error) {
 	t.Helper()
 	var out syncBuffer
 	opts = append([]launch.Option{
@@ -339,7 +339,7 @@ func launchMP(t *testing.T, tp params, opts ...launch.Option) (error, string, ti
 	err := launch.Launch(ctx, build(tp), opts...)
 	d := time.Since(start)
 	t.Logf("%s: %v in %v; output:\n%s", tp.Kind, err, d, out.String())
-	return err, out.String(), d
+	return out.String(), d, err
 }
 
 func idOf(label string, i int) program.NodeID { return program.ID(label, i) }

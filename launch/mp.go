@@ -75,7 +75,7 @@ func newMPBackend(r *Run) (err error) {
 func (b *mpBackend) startKeeper() error {
 	cmd := exec.Command(b.exe, b.r.o.args...)
 	cmd.Env = append(b.baseEnv(), envRole+"=keeper")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = procAttr(0, syscall.SIGTERM)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return err
@@ -137,7 +137,7 @@ func (b *mpBackend) attempt(u *unit, n int) result {
 		if u.disabled {
 			cmd.Env = append(cmd.Env, envDisableRun+"=1")
 		}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pgid: pgid, Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = procAttr(pgid, syscall.SIGKILL)
 		cmd.Stdout, cmd.Stderr = stdout, stderr
 		// Processes the node started may hold the pipes open; do not
 		// wait for them long once the child has exited.

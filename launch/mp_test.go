@@ -18,7 +18,7 @@ import (
 
 func TestLocalMP_CleanStop(t *testing.T) {
 	t.Parallel()
-	err, out, _ := launchMP(t, params{Kind: "clean", N: 3, Dir: t.TempDir()})
+	out, _, err := launchMP(t, params{Kind: "clean", N: 3, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("Launch: %v", err)
 	}
@@ -29,7 +29,7 @@ func TestLocalMP_CleanStop(t *testing.T) {
 
 func TestLocalMP_CrashStopsProgram(t *testing.T) {
 	t.Parallel()
-	err, _, d := launchMP(t, params{Kind: "crash", N: 2, Dir: t.TempDir()})
+	_, d, err := launchMP(t, params{Kind: "crash", N: 2, Dir: t.TempDir()})
 	var ne *launch.NodeError
 	if !errors.As(err, &ne) {
 		t.Fatalf("Launch = %v, want a *NodeError", err)
@@ -63,7 +63,7 @@ func TestLocalMP_ExitCodes(t *testing.T) {
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
 			t.Parallel()
-			err, _, _ := launchMP(t, params{Kind: tc.kind, N: 1, Dir: t.TempDir()})
+			_, _, err := launchMP(t, params{Kind: tc.kind, N: 1, Dir: t.TempDir()})
 			var ne *launch.NodeError
 			if !errors.As(err, &ne) {
 				t.Fatalf("Launch = %v, want a *NodeError", err)
@@ -79,7 +79,7 @@ func TestLocalMP_StuckNodeKilledAfterGrace(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	const grace = 500 * time.Millisecond
-	err, _, d := launchMP(t, params{Kind: "stuck", Dir: dir}, launch.WithGracePeriod(grace))
+	_, d, err := launchMP(t, params{Kind: "stuck", Dir: dir}, launch.WithGracePeriod(grace))
 	if !errors.Is(err, launch.ErrGraceExceeded) {
 		t.Fatalf("Launch = %v, want ErrGraceExceeded", err)
 	}
@@ -101,7 +101,7 @@ func TestLocalMP_Restarts(t *testing.T) {
 	t.Run("recovers", func(t *testing.T) {
 		t.Parallel()
 		dir := t.TempDir()
-		err, _, _ := launchMP(t, params{Kind: "restart", Dir: dir, Fail: 2},
+		_, _, err := launchMP(t, params{Kind: "restart", Dir: dir, Fail: 2},
 			launch.WithRestartPolicy("flaky", launch.RestartPolicy{MaxRestarts: 2, Backoff: 10 * time.Millisecond}))
 		if err != nil {
 			t.Fatalf("Launch: %v", err)
@@ -113,7 +113,7 @@ func TestLocalMP_Restarts(t *testing.T) {
 	t.Run("gives up", func(t *testing.T) {
 		t.Parallel()
 		dir := t.TempDir()
-		err, _, _ := launchMP(t, params{Kind: "restart", Dir: dir, Fail: 5},
+		_, _, err := launchMP(t, params{Kind: "restart", Dir: dir, Fail: 5},
 			launch.WithRestartPolicy("flaky", launch.RestartPolicy{MaxRestarts: 1, Backoff: 10 * time.Millisecond}))
 		var ne *launch.NodeError
 		if !errors.As(err, &ne) || ne.Restarts != 1 || !strings.Contains(err.Error(), "attempt 2 fails") {
@@ -126,14 +126,14 @@ func TestLocalMP_Restarts(t *testing.T) {
 	t.Run("no policy", func(t *testing.T) {
 		t.Parallel()
 		dir := t.TempDir()
-		err, _, _ := launchMP(t, params{Kind: "restart", Dir: dir, Fail: 1})
+		_, _, err := launchMP(t, params{Kind: "restart", Dir: dir, Fail: 1})
 		if err == nil || readFile(t, filepath.Join(dir, "flaky.attempts")) != "1" {
 			t.Fatalf("Launch = %v after %s attempts, want a failure after 1", err, readFile(t, filepath.Join(dir, "flaky.attempts")))
 		}
 	})
 	t.Run("server keeps its address", func(t *testing.T) {
 		t.Parallel()
-		err, out, _ := launchMP(t, params{Kind: "restart-server", Dir: t.TempDir()},
+		out, _, err := launchMP(t, params{Kind: "restart-server", Dir: t.TempDir()},
 			launch.WithRestartPolicy("server", launch.RestartPolicy{MaxRestarts: 1, Backoff: 10 * time.Millisecond}))
 		if err != nil {
 			t.Fatalf("Launch: %v", err)
@@ -146,7 +146,7 @@ func TestLocalMP_Restarts(t *testing.T) {
 
 func TestLocalMP_32Nodes(t *testing.T) {
 	t.Parallel()
-	err, out, d := launchMP(t, params{Kind: "clean", N: 31, Dir: t.TempDir()})
+	out, d, err := launchMP(t, params{Kind: "clean", N: 31, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("Launch: %v", err)
 	}
@@ -165,7 +165,7 @@ func TestLocalMP_32Nodes(t *testing.T) {
 
 func TestLocalMP_Colocations(t *testing.T) {
 	t.Parallel()
-	err, out, _ := launchMP(t, params{Kind: "colocation", Dir: t.TempDir()})
+	out, _, err := launchMP(t, params{Kind: "colocation", Dir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("Launch: %v", err)
 	}
@@ -192,7 +192,7 @@ func TestLocalMP_Colocations(t *testing.T) {
 
 func TestLocalMP_ReplayNode(t *testing.T) {
 	t.Parallel()
-	err, out, _ := launchMP(t, params{Kind: "replay", Dir: t.TempDir()})
+	out, _, err := launchMP(t, params{Kind: "replay", Dir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("Launch: %v", err)
 	}
@@ -203,7 +203,7 @@ func TestLocalMP_ReplayNode(t *testing.T) {
 
 func TestLocalMP_StopFromRPC(t *testing.T) {
 	t.Parallel()
-	if err, _, _ := launchMP(t, params{Kind: "stop-rpc", Dir: t.TempDir()}); err != nil {
+	if _, _, err := launchMP(t, params{Kind: "stop-rpc", Dir: t.TempDir()}); err != nil {
 		t.Fatalf("Launch: %v", err)
 	}
 }
@@ -244,7 +244,7 @@ func TestLocalMP_ContextCancel(t *testing.T) {
 
 func TestLocalMP_ArgsForwarded(t *testing.T) {
 	t.Parallel()
-	err, out, _ := launchMP(t, params{Kind: "args", Dir: t.TempDir()},
+	out, _, err := launchMP(t, params{Kind: "args", Dir: t.TempDir()},
 		launch.WithArgs([]string{"--lp_grace_period=3s", "--mine=1", "x"}))
 	if err != nil {
 		t.Fatalf("Launch: %v", err)
@@ -256,7 +256,7 @@ func TestLocalMP_ArgsForwarded(t *testing.T) {
 
 func TestLocalMP_ProgramMismatch(t *testing.T) {
 	t.Parallel()
-	err, _, _ := launchMP(t, params{Kind: "mismatch", Dir: t.TempDir()})
+	_, _, err := launchMP(t, params{Kind: "mismatch", Dir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "differs from the launcher's") {
 		t.Fatalf("Launch = %v, want a program mismatch error", err)
 	}
@@ -265,7 +265,7 @@ func TestLocalMP_ProgramMismatch(t *testing.T) {
 func TestLocalMP_OutputToFiles(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	err, out, _ := launchMP(t, params{Kind: "clean", N: 1, Dir: t.TempDir()},
+	out, _, err := launchMP(t, params{Kind: "clean", N: 1, Dir: t.TempDir()},
 		launch.WithTerminal(launch.OutputToFiles), launch.WithLogDir(dir))
 	if err != nil {
 		t.Fatalf("Launch: %v", err)
@@ -288,7 +288,7 @@ func TestLocalMP_Tmux(t *testing.T) {
 	t.Setenv("TMUX_TMPDIR", t.TempDir()) // a private tmux server
 	t.Cleanup(func() { _ = exec.Command("tmux", "kill-server").Run() })
 	dir := t.TempDir()
-	err, _, _ := launchMP(t, params{Kind: "clean", N: 2, Dir: t.TempDir()},
+	_, _, err := launchMP(t, params{Kind: "clean", N: 2, Dir: t.TempDir()},
 		launch.WithTerminal(launch.TmuxSession), launch.WithLogDir(dir), launch.WithTmuxSession("lptest"))
 	if err != nil {
 		t.Fatalf("Launch: %v", err)

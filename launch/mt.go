@@ -14,8 +14,9 @@ import (
 type mtBackend struct {
 	r      *Run
 	unbind func()
-	// root is the parent of every node context; it is cancelled with
-	// program.ErrStopped when the stop begins.
+	// root is the parent of every node context: it has the values of
+	// Launch's context, and is cancelled with program.ErrStopped when the
+	// stop begins (not when Launch's context ends: that begins the stop).
 	root   context.Context
 	cancel context.CancelCauseFunc
 
@@ -25,7 +26,7 @@ type mtBackend struct {
 
 func newMTBackend(r *Run) error {
 	b := &mtBackend{r: r, abandoned: make(chan struct{})}
-	b.root, b.cancel = context.WithCancelCause(context.Background())
+	b.root, b.cancel = context.WithCancelCause(context.WithoutCancel(r.ctx))
 	r.be = b
 	unbind, err := r.p.Bind(&mtEnv{r: r})
 	if err != nil {

@@ -121,8 +121,7 @@ type output struct {
 	color  bool
 	dir    string
 	tmux   string // session name, under TmuxSession
-
-	mu    sync.Mutex
+	// files are the log files by node ID; written before the units start.
 	files map[string]*lockedWriter
 }
 
