@@ -171,7 +171,7 @@ func NewCourierNode(ctor any, args ...any) *CourierNode {
 		ok := (ft.NumOut() == 1 && ft.Out(0) != errorType) || (ft.NumOut() == 2 && ft.Out(0) != errorType && ft.Out(1) == errorType)
 		if !ok {
 			err = fmt.Errorf("constructor %v must return T or (T, error)", ft)
-		} else if _, err2 := runMethod(ft.Out(0)); err2 != nil {
+		} else if _, _, _, err2 := runMethod(ft.Out(0)); err2 != nil {
 			err = err2
 		}
 	}
@@ -215,21 +215,27 @@ func (n *CourierNode) dial(ctx context.Context, addr string) (any, io.Closer, er
 	return c, c, nil
 }
 
-// runMethod checks the Run method of t, if any; it returns nil if there is
-// none.
-func runMethod(t reflect.Type) (*reflect.Method, error) {
+// runMethod checks the Run method of t, if any, and returns its index and
+// whether it takes a context; ok is false if there is none.
+func runMethod(t reflect.Type) (index int, takesCtx, ok bool, err error) {
 	m, ok := t.MethodByName("Run")
 	if !ok {
-		return nil, nil
+		return 0, false, false, nil
 	}
-	ft := m.Type // receiver first
-	in := ft.NumIn() - 1
-	okIn := in == 0 || (in == 1 && ft.In(1) == contextType)
+	ft := m.Type
+	var params []reflect.Type
+	for i := 0; i < ft.NumIn(); i++ {
+		params = append(params, ft.In(i))
+	}
+	if t.Kind() != reflect.Interface {
+		params = params[1:] // the receiver
+	}
+	okIn := len(params) == 0 || (len(params) == 1 && params[0] == contextType)
 	okOut := ft.NumOut() == 0 || (ft.NumOut() == 1 && ft.Out(0) == errorType)
-	if !okIn || !okOut {
-		return nil, fmt.Errorf("%v has a Run method of type %v: want func([ctx context.Context]) [error]", t, ft)
+	if !okIn || !okOut || ft.IsVariadic() {
+		return 0, false, false, fmt.Errorf("%v has a Run method of type %v: want func([ctx context.Context]) [error]", t, ft)
 	}
-	return &m, nil
+	return m.Index, len(params) == 1, true, nil
 }
 
 func (n *CourierNode) run(ctx context.Context, rc *runCtx) (err error) {
@@ -262,7 +268,11 @@ func (n *CourierNode) run(ctx context.Context, rc *runCtx) (err error) {
 	if (obj.Kind() == reflect.Pointer || obj.Kind() == reflect.Interface) && obj.IsNil() {
 		return fmt.Errorf("constructor returned a nil %v", obj.Type())
 	}
-	rm, _ := runMethod(obj.Type())
+	obj = reflect.ValueOf(obj.Interface()) // the dynamic value, if T is an interface
+	runIndex, runCtx, hasRun, err := runMethod(obj.Type())
+	if err != nil {
+		return err
+	}
 	inject := func(c context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		return h(withNode(c, id, rc.rt), req)
 	}
@@ -273,16 +283,16 @@ func (n *CourierNode) run(ctx context.Context, rc *runCtx) (err error) {
 	if err != nil {
 		return err
 	}
-	return serve(lis, srv.Serve, func() { stopCourier(srv) }, func() error {
-		if rm == nil || rc.disableRun {
+	return serve(ctx, lis, srv.Serve, func() { stopCourier(srv) }, func(ctx context.Context) error {
+		if !hasRun || rc.disableRun {
 			<-ctx.Done()
 			return nil
 		}
 		var args []reflect.Value
-		if rm.Type.NumIn() == 2 {
+		if runCtx {
 			args = append(args, reflect.ValueOf(&ctx).Elem())
 		}
-		out, err := (&callable{fn: obj.Method(rm.Index)}).call(args)
+		out, err := (&callable{fn: obj.Method(runIndex)}).call(args)
 		if err != nil {
 			return err
 		}
@@ -293,14 +303,16 @@ func (n *CourierNode) run(ctx context.Context, rc *runCtx) (err error) {
 	})
 }
 
-// serve runs serveFn(lis) in a goroutine, then body; when body returns it
-// stops the server with stop and waits for serveFn. A serving error ends
-// the node too.
-func serve(lis net.Listener, serveFn func(net.Listener) error, stop func(), body func() error) error {
+// serve runs serveFn(lis) and body concurrently; when body returns it stops
+// the server with stop and waits for serveFn. If serving fails first, body's
+// context is cancelled with the error, and body is waited for.
+func serve(ctx context.Context, lis net.Listener, serveFn func(net.Listener) error, stop func(), body func(context.Context) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- serveFn(lis) }()
 	bodyErr := make(chan error, 1)
-	go func() { bodyErr <- body() }()
+	go func() { bodyErr <- body(ctx) }()
 	var err error
 	select {
 	case err = <-bodyErr:
@@ -309,11 +321,12 @@ func serve(lis net.Listener, serveFn func(net.Listener) error, stop func(), body
 			err = fmt.Errorf("serve: %w", serr)
 		}
 	case serr := <-serveErr:
-		stop()
-		err = fmt.Errorf("serve: %w", serr)
 		if serr == nil {
-			err = errors.New("server stopped unexpectedly")
+			serr = errors.New("server stopped unexpectedly")
 		}
+		err = fmt.Errorf("serve: %w", serr)
+		cancel(err)
+		stop()
 		<-bodyErr
 	}
 	return err
@@ -411,7 +424,7 @@ func (n *ReplayNode) run(ctx context.Context, rc *runCtx) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}
-	return serve(lis, srv.Serve, stop, func() error {
+	return serve(ctx, lis, srv.Serve, stop, func(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	})

@@ -490,3 +490,25 @@ func TestReplayNode(t *testing.T) {
 		}
 	}
 }
+
+type runIface interface{ Run(context.Context) error }
+
+// A constructor may return an interface; the dynamic value is served and
+// its Run called.
+func TestCourierNodeInterfaceResult(t *testing.T) {
+	p := program.New("iface")
+	r := &Runner{ran: make(chan struct{}), err: errors.New("done")}
+	program.AddNode(p, "r", program.NewCourierNode(func() runIface { return r }))
+	program.AddNode(p, "bad", program.NewCourierNode(func() interface{ Run(int) } { return nil }))
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "bad/0") || strings.Contains(err.Error(), "r/0") {
+		t.Fatalf("Validate = %v, want only bad/0's Run", err)
+	}
+	unbind, err := p.Bind(newFakeEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unbind()
+	if err := p.Run(context.Background(), program.ID("r", 0)); err == nil || err.Error() != "Run: done" {
+		t.Errorf("Run = %v", err)
+	}
+}
