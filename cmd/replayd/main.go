@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/recall-rl/recall/internal/gctune"
 	"github.com/recall-rl/recall/replay"
 	"github.com/recall-rl/recall/table"
 )
@@ -57,6 +58,7 @@ type options struct {
 	logLevel        string
 	logFormat       string
 	shutdownTimeout time.Duration
+	gcHeadroomMiB   int
 	version         bool
 }
 
@@ -74,6 +76,7 @@ func newFlagSet(stderr io.Writer, o *options) *flag.FlagSet {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long RPCs may take to finish before connections are cut")
+	fs.IntVar(&o.gcHeadroomMiB, "gc-headroom", 128, "let the heap grow about this many `MiB` past the live data before collecting (between 10% and 100% of it), so RSS stays near the data held; 0 or $GOGC: Go's default")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: replayd [flags]
@@ -145,6 +148,7 @@ type serverConfig struct {
 	metricsAddr     string
 	configName      string
 	shutdownTimeout time.Duration
+	gcHeadroom      uint64 // bytes; 0: leave the GC alone
 }
 
 // setup checks the flags, builds the logger and loads the config and TLS
@@ -167,6 +171,12 @@ func setup(o *options, stderr io.Writer) (serverConfig, *slog.Logger, error) {
 	if o.maxMessageBytes < 0 {
 		return serverConfig{}, nil, usagef("--max-message-bytes %d: must be >= 0 (0: default)", o.maxMessageBytes)
 	}
+	if o.gcHeadroomMiB < 0 {
+		return serverConfig{}, nil, usagef("--gc-headroom %d: must be >= 0", o.gcHeadroomMiB)
+	}
+	if os.Getenv("GOGC") != "" {
+		o.gcHeadroomMiB = 0 // an explicit GOGC wins
+	}
 	if o.shutdownTimeout < 0 {
 		return serverConfig{}, nil, usagef("--shutdown-timeout %v: must be >= 0", o.shutdownTimeout)
 	}
@@ -174,6 +184,7 @@ func setup(o *options, stderr io.Writer) (serverConfig, *slog.Logger, error) {
 		addr:            o.addr,
 		metricsAddr:     o.metricsAddr,
 		shutdownTimeout: o.shutdownTimeout,
+		gcHeadroom:      uint64(max(o.gcHeadroomMiB, 0)) << 20,
 		opts: replay.ServerOptions{
 			MaxMessageBytes: o.maxMessageBytes,
 			AuthToken:       o.authToken,
@@ -216,6 +227,9 @@ func serve(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	srv, err := replay.NewServer(cfg.opts)
 	if err != nil {
 		return fmt.Errorf("cannot create server: %w", err)
+	}
+	if cfg.gcHeadroom > 0 {
+		defer gctune.Start(cfg.gcHeadroom)()
 	}
 	lis, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

@@ -1,0 +1,60 @@
+package gctune
+
+import (
+	"runtime"
+	"runtime/debug"
+	"testing"
+	"time"
+)
+
+func TestPercent(t *testing.T) {
+	const mib = 1 << 20
+	tests := []struct {
+		live, headroom uint64
+		want           int
+	}{
+		{0, 128 * mib, 100},
+		{64 * mib, 128 * mib, 100},
+		{256 * mib, 128 * mib, 50},
+		{1024 * mib, 128 * mib, 12},
+		{16 * 1024 * mib, 128 * mib, 10},
+	}
+	for _, tt := range tests {
+		if got := Percent(tt.live, tt.headroom); got != tt.want {
+			t.Errorf("Percent(%d MiB, %d MiB) = %d, want %d", tt.live/mib, tt.headroom/mib, got, tt.want)
+		}
+	}
+}
+
+func TestStartAdjustsAndRestores(t *testing.T) {
+	before := debug.SetGCPercent(77)
+	defer debug.SetGCPercent(before)
+	keep := make([]byte, 64<<20) // 64 MiB live
+	runtime.GC()
+	stop := start(8<<20, 10*time.Millisecond) // 8 MiB headroom: 12%
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p := currentPercent()
+		if p >= MinPercent && p <= 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GC percent %d not lowered for a 64 MiB heap", p)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	stop() // idempotent
+	if p := debug.SetGCPercent(77); p != 77 {
+		t.Fatalf("percent after stop = %d, want the previous 77", p)
+	}
+	runtime.KeepAlive(keep)
+}
+
+// currentPercent reads the GC percentage (the runtime only reports it when
+// setting a new one, so set it back at once).
+func currentPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
+}
