@@ -43,7 +43,8 @@
 // and exits: status 0 when the node returned nil or stopped, 1 when it
 // returned an error (or could not start), 2 when it panicked. Code after
 // Launch in main runs only in the launcher; deferred calls of main do not
-// run in children.
+// run in children. What main does before Launch runs in every child, so it
+// should be cheap and free of side effects.
 //
 // Addresses: the launcher serves a small control service (courier, on
 // loopback, with a per-launch token) whose address children get in their

@@ -386,7 +386,13 @@ func (r *Run) ended(u *unit, n int, res result) {
 		r.mu.failure = ne
 	}
 	r.mu.Unlock()
-	r.log.Error("node failed; stopping the program", "node", u.id.String(), "exit_code", res.exitCode, "err", firstLine(res.err))
+	attrs := []any{"node", u.id.String(), "err", firstLine(res.err)}
+	if res.signal != "" {
+		attrs = append(attrs, "signal", res.signal)
+	} else if res.exitCode != 0 {
+		attrs = append(attrs, "exit_code", res.exitCode)
+	}
+	r.log.Error("node failed; stopping the program", attrs...)
 	r.stop(nil)
 }
 
