@@ -35,7 +35,7 @@ bench-compare:
 	$(GO) tool benchstat bench.out
 
 # fuzz runs every fuzz target of FUZZPKGS for FUZZTIME each.
-FUZZPKGS ?= ./replay/ ./internal/chunkcodec/ ./courier/
+FUZZPKGS ?= ./replay/ ./internal/chunkcodec/ ./courier/ ./sampler/
 fuzz:
 	@for pkg in $(FUZZPKGS); do \
 		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
