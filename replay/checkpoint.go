@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -251,6 +252,15 @@ func (s *Server) checkpointRPC(ctx context.Context) (*flatbuffers.Builder, error
 	return b, nil
 }
 
+// parseCheckpointResponse returns the path in a CheckpointResponse.
+func parseCheckpointResponse(buf []byte) (path string, err error) {
+	defer decodeGuard(&err)
+	if err := rootOK(buf); err != nil {
+		return "", err
+	}
+	return string(wire.GetRootAsCheckpointResponse(buf, 0).Path()), nil
+}
+
 func (c *checkpointer) write(ctx context.Context) (string, error) {
 	c.writing.Lock()
 	defer c.writing.Unlock()
@@ -369,7 +379,7 @@ type manifestFile struct {
 }
 
 // manifestEnvelope is MANIFEST.json: the manifest and the SHA-256 of its
-// exact bytes.
+// compact JSON encoding.
 type manifestEnvelope struct {
 	Manifest json.RawMessage `json:"manifest"`
 	SHA256   string          `json:"sha256"`
@@ -575,7 +585,13 @@ func readManifest(path string) (*checkpointManifest, error) {
 	if err := json.Unmarshal(data, &env); err != nil {
 		return nil, corruptf("%s: %v", manifestName, err)
 	}
-	sum := sha256.Sum256(env.Manifest)
+	// The checksum is over the manifest's compact form (the file is
+	// indented for people).
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, env.Manifest); err != nil {
+		return nil, corruptf("%s: %v", manifestName, err)
+	}
+	sum := sha256.Sum256(compact.Bytes())
 	if hex.EncodeToString(sum[:]) != env.SHA256 {
 		return nil, corruptf("%s: checksum mismatch", manifestName)
 	}
