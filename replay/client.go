@@ -172,11 +172,10 @@ func (c *Client) Checkpoint(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fromStatus(err)
 	}
-	var path string
-	func() {
-		defer func() { _ = recover() }()
-		path = string(resp.Path())
-	}()
+	path, err := parseCheckpointResponse(messageBytes(resp))
+	if err != nil {
+		return "", fmt.Errorf("replay: checkpoint: %w", err)
+	}
 	return path, nil
 }
 
