@@ -81,6 +81,7 @@ type durTable struct {
 
 type durItem struct {
 	seq          uint64
+	insertedAt   int64 // unix nanos
 	priority     float64
 	timesSampled int32
 	mark         uint32
@@ -169,7 +170,7 @@ func (d *durable) adopt(sc *storeContents) error {
 			dt.id, dt.state = st.id, st.state
 			for _, it := range st.items {
 				keys := trajectoryChunkKeys(it.rec.Trajectory)
-				dt.items[it.key] = &durItem{seq: it.rec.Seq, priority: it.pri.Priority, timesSampled: it.pri.TimesSampled, chunks: keys}
+				dt.items[it.key] = &durItem{seq: it.rec.Seq, insertedAt: it.rec.InsertedAt, priority: it.pri.Priority, timesSampled: it.pri.TimesSampled, chunks: keys}
 				for _, k := range keys {
 					d.chunkRefs[k]++
 				}
@@ -270,7 +271,7 @@ func (d *durable) start() {
 			case <-d.stop:
 				return
 			case <-t.C:
-				if err := d.reconcile(); err != nil {
+				if err := d.reconcile(false); err != nil {
 					d.log.Error("durable store: reconcile failed", "err", err)
 				}
 			}
@@ -288,7 +289,7 @@ func (d *durable) close(final bool) {
 	}
 	d.wg.Wait()
 	if final {
-		if err := d.reconcile(); err != nil {
+		if err := d.reconcile(true); err != nil {
 			d.log.Error("durable store: final reconcile failed", "err", err)
 		}
 	}
@@ -303,15 +304,16 @@ func (d *durable) close(final bool) {
 	}
 }
 
-// reconcile writes what changed inside the tables since the last time.
-func (d *durable) reconcile() error {
+// reconcile writes what changed inside the tables since the last time: in
+// every table whose counters moved, or in all with force.
+func (d *durable) reconcile(force bool) error {
 	d.mu.Lock()
 	if d.closed || d.failed != nil {
 		d.mu.Unlock()
 		return d.failed
 	}
 	w := newBatchWriter(d.db, pebble.NoSync)
-	err := d.reconcileLocked(w, false)
+	err := d.reconcileLocked(w, force)
 	if err == nil && !w.b.Empty() {
 		w.set(asOfKey, encodeAsOf(time.Now()))
 	}
@@ -371,6 +373,12 @@ func (d *durable) reconcileLocked(w *batchWriter, force bool) error {
 				continue
 			}
 			di.mark = dt.epoch
+			if at := it.InsertedAt.UnixNano(); di.insertedAt != at {
+				// Commits record their own time; the table's is exact.
+				di.insertedAt = at
+				rec := itemRecord{Seq: di.seq, InsertedAt: at, Trajectory: it.Trajectory}
+				w.set(itemRecordKey(prefixItem, dt.id, it.Key), rec.encode())
+			}
 			if di.priority != it.Priority || di.timesSampled != it.TimesSampled {
 				di.priority, di.timesSampled = it.Priority, it.TimesSampled
 				w.set(itemRecordKey(prefixPriority, dt.id, it.Key), priorityRecord{Priority: di.priority, TimesSampled: di.timesSampled}.encode())
@@ -418,7 +426,7 @@ func (d *durable) addItemLocked(w *batchWriter, dt *durTable, key uint64, pri pr
 	dt.state.NextSeq++
 	w.set(itemRecordKey(prefixItem, dt.id, key), rec.encode())
 	w.set(itemRecordKey(prefixPriority, dt.id, key), pri.encode())
-	dt.items[key] = &durItem{seq: rec.Seq, priority: pri.Priority, timesSampled: pri.TimesSampled, chunks: keys}
+	dt.items[key] = &durItem{seq: rec.Seq, insertedAt: insertedAt, priority: pri.Priority, timesSampled: pri.TimesSampled, chunks: keys}
 	return true
 }
 
