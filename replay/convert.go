@@ -351,55 +351,12 @@ func buildSampleRequest(tableName string, credit int32, timeout time.Duration, m
 	return b
 }
 
-// buildSampleResponse writes samples and, once each, the chunks they use.
+// buildSampleResponse writes samples and, once each, the chunks they use
+// (see sampleResponseWriter, which the server uses with pooled builders).
 func buildSampleResponse(samples []table.Sampled) *flatbuffers.Builder {
-	size := 256
-	for _, s := range samples {
-		for _, c := range s.Chunks {
-			size += len(c.Data) + 64
-		}
-	}
-	b := flatbuffers.NewBuilder(size)
-	var chunkOffs []flatbuffers.UOffsetT
-	seen := make(map[uint64]bool, len(samples))
-	for _, s := range samples {
-		for _, c := range s.Chunks {
-			if !seen[c.Key] {
-				seen[c.Key] = true
-				chunkOffs = append(chunkOffs, buildChunk(b, c))
-			}
-		}
-	}
-	chunks := endOffsetVector(b, chunkOffs)
-	itemOffs := make([]flatbuffers.UOffsetT, len(samples))
-	keys := make([]uint64, 0, 4)
-	for i, s := range samples {
-		traj := buildTrajectory(b, s.Trajectory)
-		keys = keys[:0]
-		for _, c := range s.Chunks {
-			keys = append(keys, c.Key)
-		}
-		ck := buildUint64s(b, keys)
-		wire.SampleInfoStart(b)
-		wire.SampleInfoAddKey(b, s.Info.Key)
-		wire.SampleInfoAddPriority(b, s.Info.Priority)
-		wire.SampleInfoAddProbability(b, s.Info.Probability)
-		wire.SampleInfoAddTimesSampled(b, s.Info.TimesSampled)
-		wire.SampleInfoAddTableSize(b, s.Info.TableSize)
-		wire.SampleInfoAddInsertedAtUnixNanos(b, s.Info.InsertedAt.UnixNano())
-		wire.SampleInfoAddRateLimited(b, s.Info.RateLimited)
-		info := wire.SampleInfoEnd(b)
-		wire.SampledItemStart(b)
-		wire.SampledItemAddInfo(b, info)
-		wire.SampledItemAddTrajectory(b, traj)
-		wire.SampledItemAddChunkKeys(b, ck)
-		itemOffs[i] = wire.SampledItemEnd(b)
-	}
-	items := endOffsetVector(b, itemOffs)
-	wire.SampleResponseStart(b)
-	wire.SampleResponseAddSamples(b, items)
-	wire.SampleResponseAddChunks(b, chunks)
-	b.Finish(wire.SampleResponseEnd(b))
+	b := flatbuffers.NewBuilder(sampleResponseSize(samples))
+	var w sampleResponseWriter
+	w.build(b, samples)
 	return b
 }
 

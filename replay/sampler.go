@@ -19,7 +19,10 @@ type Sample struct {
 	Info SampleInfo
 	// Columns holds the item's trajectory columns in order, each with the
 	// step axis first (dropped for squeezed columns). The data may share
-	// memory with other samples of the same chunk: do not modify it.
+	// memory with other samples of the same chunk, or of the same response
+	// from the server (up to ServerOptions.SampleBatchBytes, which a
+	// sample kept alive keeps too): do not modify it. It is not
+	// necessarily aligned to its element size.
 	Columns []Tensor
 	// Names holds each column's name as recorded in its chunk.
 	Names []string
@@ -91,7 +94,17 @@ type Sampler struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// out carries the workers' samples, a response's worth at a time.
 	out    chan sampleResult
+	closed atomic.Bool
+
+	// pending holds the rest of the batch Next is handing out, from
+	// worker pendingWorker (only Next and NextBatch touch them).
+	pending       []Sample
+	pendingWorker int
+	// queued counts samples received but not yet handed to Next: in out
+	// and in pending.
+	queued atomic.Int64
 
 	delivered atomic.Int64
 	// budget is how many more samples may be requested from the server
@@ -102,12 +115,14 @@ type Sampler struct {
 	active  atomic.Int32 // workers whose streams have not ended cleanly
 	workers []*sampleWorker
 
-	errMu sync.Mutex
-	err   error // sticky terminal error
+	errMu  sync.Mutex
+	err    error       // sticky terminal error
+	failed atomic.Bool // err is set
 }
 
+// sampleResult is a batch of samples from one worker, or its error.
 type sampleResult struct {
-	s      Sample
+	batch  []Sample
 	worker int
 	err    error
 }
@@ -132,7 +147,7 @@ func (c *Client) NewSampler(table string, opts ...SamplerOption) (*Sampler, erro
 	}
 	s.active.Store(int32(o.workers))
 	for i := 0; i < o.workers; i++ {
-		w := &sampleWorker{s: s, id: i, kick: make(chan struct{}, 1)}
+		w := &sampleWorker{s: s, id: i, kick: make(chan struct{}, 1), threshold: max(int64(1), int64(o.prefetch)/4)}
 		s.workers = append(s.workers, w)
 		s.wg.Add(1)
 		go w.run()
@@ -145,26 +160,36 @@ func (c *Client) NewSampler(table string, opts ...SamplerOption) (*Sampler, erro
 // context.DeadlineExceeded) when the server's limiter timed out, ErrClosed
 // after Close, and ctx's error if ctx ends first.
 func (s *Sampler) Next(ctx context.Context) (Sample, error) {
-	if err := s.stickyErr(); err != nil {
-		return Sample{}, err
+	if s.failed.Load() {
+		return Sample{}, s.stickyErr()
 	}
 	if s.opts.maxSamples > 0 && s.delivered.Load() >= s.opts.maxSamples {
 		return Sample{}, io.EOF
 	}
-	select {
-	case r := <-s.out:
-		if r.err != nil {
-			s.setErr(r.err)
-			return Sample{}, r.err
-		}
-		s.delivered.Add(1)
-		s.workers[r.worker].returnCredit()
-		return r.s, nil
-	case <-ctx.Done():
-		return Sample{}, ctx.Err()
-	case <-s.ctx.Done():
-		return Sample{}, s.stickyErrOr(ErrClosed)
+	if s.closed.Load() {
+		return Sample{}, ErrClosed
 	}
+	for len(s.pending) == 0 {
+		select {
+		case r := <-s.out:
+			if r.err != nil {
+				s.setErr(r.err)
+				return Sample{}, r.err
+			}
+			s.pending, s.pendingWorker = r.batch, r.worker
+		case <-ctx.Done():
+			return Sample{}, ctx.Err()
+		case <-s.ctx.Done():
+			return Sample{}, s.stickyErrOr(ErrClosed)
+		}
+	}
+	smp := s.pending[0]
+	s.pending[0] = Sample{} // the batch's array must not keep it alive
+	s.pending = s.pending[1:]
+	s.queued.Add(-1)
+	s.delivered.Add(1)
+	s.workers[s.pendingWorker].returnCredit()
+	return smp, nil
 }
 
 // NextBatch returns n samples with each column stacked: a column of shape
@@ -222,6 +247,7 @@ func equalShape(a, b []int) bool {
 // Close stops the streams and waits for their goroutines. Samples not yet
 // returned are dropped.
 func (s *Sampler) Close() error {
+	s.closed.Store(true)
 	s.cancel()
 	s.wg.Wait()
 	return nil
@@ -266,6 +292,7 @@ func (s *Sampler) setErr(err error) {
 	s.errMu.Lock()
 	if s.err == nil {
 		s.err = err
+		s.failed.Store(true)
 	}
 	s.errMu.Unlock()
 }
@@ -276,13 +303,17 @@ type sampleWorker struct {
 	s  *Sampler
 	id int
 	// owed counts samples handed to Next whose credit has not been
-	// returned to the server yet.
-	owed atomic.Int64
-	kick chan struct{}
+	// returned to the server yet; it is returned threshold at a time.
+	owed      atomic.Int64
+	threshold int64
+	kick      chan struct{}
+	dec       responseDecoder
 }
 
 func (w *sampleWorker) returnCredit() {
-	w.owed.Add(1)
+	if w.owed.Add(1) < w.threshold {
+		return
+	}
 	select {
 	case w.kick <- struct{}{}:
 	default:
@@ -340,7 +371,7 @@ func (w *sampleWorker) stream() error {
 	// Credit for a new stream: the prefetch window minus samples of earlier
 	// streams still buffered for Next, within the max-samples budget.
 	w.owed.Store(0)
-	buffered := int64(len(s.out))
+	buffered := s.queued.Load()
 	initial := s.reserve(max(int64(1), int64(s.opts.prefetch)-buffered))
 	if initial == 0 {
 		return nil // every allowed sample has been requested
@@ -354,7 +385,7 @@ func (w *sampleWorker) stream() error {
 
 	sendErr := make(chan error, 1)
 	go func() {
-		threshold := max(int64(1), int64(s.opts.prefetch)/4)
+		threshold := w.threshold
 		for {
 			select {
 			case <-w.kick:
@@ -384,23 +415,19 @@ func (w *sampleWorker) stream() error {
 			}
 			return fromStatus(err)
 		}
-		samples, err := parseSampleResponse(messageBytes(resp))
-		if err != nil {
-			return fmt.Errorf("replay: sample response: %w", err)
-		}
-		received.Add(int64(len(samples)))
-		dec := make(decodedChunks, len(samples))
-		for i := range samples {
-			cols, names, err := assemble(&samples[i], dec)
-			if err != nil {
-				return err
-			}
-			r := sampleResult{s: Sample{Info: samples[i].Info, Columns: cols, Names: names}, worker: w.id}
+		samples, err := w.dec.decode(messageBytes(resp))
+		if n := int64(len(samples)); n > 0 {
+			received.Add(n)
+			s.queued.Add(n)
 			select {
-			case s.out <- r:
+			case s.out <- sampleResult{batch: samples, worker: w.id}:
 			case <-ctx.Done():
+				s.queued.Add(-n)
 				return ctx.Err()
 			}
+		}
+		if err != nil {
+			return err
 		}
 		select {
 		case err := <-sendErr:

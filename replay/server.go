@@ -121,7 +121,7 @@ type Server struct {
 	grpc    *grpc.Server
 	health  *health.Server
 	metrics *metrics
-	// ckpt runs checkpoints and durable the durable store; nil when off.
+	// ckpt runs checkpoints and durable is the durable store; nil when off.
 	ckpt    *checkpointer
 	durable *durable
 
@@ -495,6 +495,7 @@ func (s *Server) Sample(stream wire.ReplayService_SampleServer) error {
 
 	var sent int64
 	var buf []table.Sampled
+	var rw sampleResponseWriter
 	avgBytes := 0
 	for {
 		if req.maxSamples > 0 && sent >= req.maxSamples {
@@ -535,17 +536,14 @@ func (s *Server) Sample(stream wire.ReplayService_SampleServer) error {
 			return toStatus(ctx, err)
 		}
 		credit.take(int64(len(buf)))
-		resp := buildSampleResponse(buf)
-		bytes := 0
-		for _, smp := range buf {
-			for _, c := range smp.Chunks {
-				bytes += len(c.Data)
-			}
-		}
+		// A pooled builder goes back to its pool once gRPC has written it:
+		// the steady state allocates no response buffers.
+		resp := getBuilder()
+		bytes := rw.build(resp.b, buf)
 		avgBytes = max(1, bytes/len(buf))
-		s.metrics.sampled(t.Name(), len(buf), len(resp.FinishedBytes()))
+		s.metrics.sampled(t.Name(), len(buf), len(resp.b.FinishedBytes()))
 		clear(buf) // drop chunk pointers so evicted data can be collected
-		if err := stream.Send(resp); err != nil {
+		if err := stream.SendMsg(resp); err != nil {
 			return err
 		}
 		sent += int64(len(buf))

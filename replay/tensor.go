@@ -63,33 +63,63 @@ func (d decodedChunks) get(c *table.Chunk) (*chunkcodec.Chunk, error) {
 	return dc, nil
 }
 
+// chunkSource resolves the chunk keys of a sample's trajectory to decoded
+// chunks: ok is false for a chunk that was not sent.
+type chunkSource interface {
+	chunk(key uint64) (dc *chunkcodec.Chunk, ok bool, err error)
+}
+
+// sampledChunks is the chunkSource of one table.Sampled.
+type sampledChunks struct {
+	s   *table.Sampled
+	dec decodedChunks
+}
+
+func (sc sampledChunks) chunk(key uint64) (*chunkcodec.Chunk, bool, error) {
+	for _, c := range sc.s.Chunks {
+		if c.Key == key {
+			dc, err := sc.dec.get(c)
+			return dc, true, err
+		}
+	}
+	return nil, false, nil
+}
+
 // assemble builds an item's columns from decoded chunks: each column is the
 // concatenation of its slices along the step axis, squeezed to a single
 // step when the column says so. Column names come from the chunks.
 func assemble(s *table.Sampled, dec decodedChunks) (cols []Tensor, names []string, err error) {
-	byKey := make(map[uint64]*table.Chunk, len(s.Chunks))
-	for _, c := range s.Chunks {
-		byKey[c.Key] = c
-	}
 	cols = make([]Tensor, len(s.Trajectory))
 	names = make([]string, len(s.Trajectory))
-	for ci, col := range s.Trajectory {
+	var shapes intArena
+	if err := assembleColumns(s.Trajectory, cols, names, &shapes, sampledChunks{s, dec}); err != nil {
+		return nil, nil, err
+	}
+	return cols, names, nil
+}
+
+// assembleColumns fills cols and names, of len(traj) each, with the
+// columns of a trajectory (see assemble). A column of one slice shares the
+// decoded chunk's data; one of several slices is copied together. Shapes
+// come from shapes.
+func assembleColumns(traj []table.TrajectoryColumn, cols []Tensor, names []string, shapes *intArena, src chunkSource) error {
+	for ci := range traj {
+		col := &traj[ci]
 		var (
 			out       Tensor
 			stepBytes int
 			steps     int
 		)
 		for si, sl := range col.Slices {
-			raw, ok := byKey[sl.ChunkKey]
-			if !ok {
-				return nil, nil, fmt.Errorf("%w: column %d uses chunk %d, which was not sent", ErrInvalidArgument, ci, sl.ChunkKey)
-			}
-			dc, err := dec.get(raw)
+			dc, ok, err := src.chunk(sl.ChunkKey)
 			if err != nil {
-				return nil, nil, err
+				return err
 			}
-			if int(sl.Index) >= dc.NumColumns() || int(sl.Offset)+int(sl.Length) > dc.NumSteps() {
-				return nil, nil, fmt.Errorf("%w: column %d slice %d is outside chunk %d", ErrInvalidArgument, ci, si, sl.ChunkKey)
+			if !ok {
+				return fmt.Errorf("%w: column %d uses chunk %d, which was not sent", ErrInvalidArgument, ci, sl.ChunkKey)
+			}
+			if sl.Index < 0 || int(sl.Index) >= dc.NumColumns() || sl.Offset < 0 || sl.Length < 0 || int(sl.Offset)+int(sl.Length) > dc.NumSteps() {
+				return fmt.Errorf("%w: column %d slice %d is outside chunk %d", ErrInvalidArgument, ci, si, sl.ChunkKey)
 			}
 			b := dc.Batched(int(sl.Index))
 			info := dc.Info(int(sl.Index))
@@ -97,21 +127,33 @@ func assemble(s *table.Sampled, dec decodedChunks) (cols []Tensor, names []strin
 			for _, d := range info.Shape {
 				sb *= d
 			}
+			part := b.Data[int(sl.Offset)*sb : (int(sl.Offset)+int(sl.Length))*sb]
 			if si == 0 {
 				names[ci] = info.Name
-				out = Tensor{DType: info.DType, Shape: append([]int{0}, info.Shape...)}
+				shape := shapes.take(1 + len(info.Shape))
+				copy(shape[1:], info.Shape)
+				out = Tensor{DType: info.DType, Shape: shape}
 				stepBytes = sb
 				if len(col.Slices) == 1 {
 					// One slice: share the decoded buffer instead of copying.
-					out.Data = b.Data[int(sl.Offset)*sb : (int(sl.Offset)+int(sl.Length))*sb]
+					out.Data = part
 					steps = int(sl.Length)
 					break
 				}
+				total := 0
+				for _, s := range col.Slices {
+					total += max(0, int(s.Length))
+				}
+				out.Data = make([]byte, 0, min(total, dc.NumSteps()*len(col.Slices))*sb)
 			} else if info.DType != out.DType || sb != stepBytes {
-				return nil, nil, fmt.Errorf("%w: column %d mixes %s%v and %s%v", ErrInvalidArgument, ci, out.DType, out.Shape[1:], info.DType, info.Shape)
+				return fmt.Errorf("%w: column %d mixes %s%v and %s%v", ErrInvalidArgument, ci, out.DType, out.Shape[1:], info.DType, info.Shape)
 			}
-			out.Data = append(out.Data, b.Data[int(sl.Offset)*sb:(int(sl.Offset)+int(sl.Length))*sb]...)
+			out.Data = append(out.Data, part...)
 			steps += int(sl.Length)
+		}
+		if len(col.Slices) == 0 {
+			// No data: an empty column without a known dtype, as before.
+			out.Shape = shapes.take(1)
 		}
 		out.Shape[0] = steps
 		if col.Squeeze {
@@ -119,5 +161,5 @@ func assemble(s *table.Sampled, dec decodedChunks) (cols []Tensor, names []strin
 		}
 		cols[ci] = out
 	}
-	return cols, names, nil
+	return nil
 }

@@ -33,6 +33,14 @@ type Header struct {
 type Chunk struct {
 	hdr  Header
 	cols []decodedColumn
+	// Inline storage for the column tables of small chunks, so that
+	// decoding a chunk of one column of rank ≤ 3 allocates the Chunk and
+	// (when copying) its data buffer, nothing else.
+	small struct {
+		info [1]ColumnInfo
+		col  [1]decodedColumn
+		dims [4]int
+	}
 }
 
 type decodedColumn struct {
@@ -102,36 +110,122 @@ func Decode(src []byte) (*Chunk, error) { return DecodeWithLimit(src, MaxRawSize
 // with ErrTooLarge before anything is allocated for them. A limit ≤ 0 or
 // above MaxRawSize means MaxRawSize.
 func DecodeWithLimit(src []byte, maxRawSize int) (*Chunk, error) {
+	c := new(Chunk)
+	if err := decode(c, src, maxRawSize, false, nil); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Decoder decodes a stream of chunks held in buffers that are never
+// reused, such as received messages. Unlike Decode it keeps src: the
+// columns of a chunk stored uncompressed and without delta encoding are
+// views into src (no copy), so src must not be modified while the chunk or
+// its tensors are in use, and their data is only as aligned as src is
+// (Decode's 8-byte alignment does not hold). Other chunks are decoded
+// into a fresh buffer, as by Decode. A Decoder also shares the column-name
+// strings of the chunks it decodes. The zero Decoder is ready to use; it
+// is not safe for concurrent use, the chunks it returns are.
+type Decoder struct {
+	// MaxRawSize limits the uncompressed payload as in DecodeWithLimit.
+	MaxRawSize int
+
+	names    map[string]string
+	lastName string
+}
+
+// maxInterned bounds the column names a Decoder keeps.
+const maxInterned = 256
+
+// Decode decodes src, which the chunk may keep (see Decoder). The checksum
+// and every header field are checked as by Decode.
+func (d *Decoder) Decode(src []byte) (*Chunk, error) {
+	c := new(Chunk)
+	if err := decode(c, src, d.MaxRawSize, true, d); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// DecodeInto is Decode into c, replacing what c held: a Chunk reused for
+// one chunk after another costs no allocation for chunks of one column of
+// rank ≤ 3 stored uncompressed. Column data obtained from c earlier stays
+// valid, but shapes (ColumnInfo.Shape and the tensors' Shape) share c's
+// storage and change. On error c is left zero.
+func (d *Decoder) DecodeInto(c *Chunk, src []byte) error {
+	return decode(c, src, d.MaxRawSize, true, d)
+}
+
+// name returns b as a string, shared with earlier chunks.
+func (d *Decoder) name(b []byte) string {
+	if string(b) == d.lastName {
+		return d.lastName
+	}
+	if s, ok := d.names[string(b)]; ok {
+		d.lastName = s
+		return s
+	}
+	s := string(b)
+	if len(d.names) < maxInterned {
+		if d.names == nil {
+			d.names = make(map[string]string)
+		}
+		d.names[s] = s
+	}
+	return s
+}
+
+// decode decodes src into c (see Decode and Decoder.Decode; share keeps
+// src). On error c is left zero.
+func decode(c *Chunk, src []byte, maxRawSize int, share bool, d *Decoder) (err error) {
 	if maxRawSize <= 0 || maxRawSize > MaxRawSize {
 		maxRawSize = MaxRawSize
 	}
+	defer func() {
+		if err != nil {
+			*c = Chunk{}
+		}
+	}()
 	var layBuf [8]colLayout
-	hdr, payload, lay, err := parse(src, maxRawSize, layBuf[:0])
+	hdr, payload, lay, err := parse(src, maxRawSize, layBuf[:0], c, d)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	c.hdr = hdr
 
-	// Round the capacity up to a multiple of 8: Go's allocator aligns such
-	// blocks to 8 bytes even when they are tiny, so with the 8-byte column
-	// offsets every column's data is 8-byte aligned.
-	buf := make([]byte, 0, align(hdr.RawSize))
-	if hdr.Compressed {
+	var buf []byte
+	switch {
+	case hdr.Compressed:
+		// Round the capacity up to a multiple of 8: Go's allocator aligns
+		// such blocks to 8 bytes even when they are tiny, so with the
+		// 8-byte column offsets every column's data is 8-byte aligned.
+		buf = make([]byte, 0, align(hdr.RawSize))
 		dec, err := sharedDecoder()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		buf, err = dec.DecodeAll(payload, buf)
 		if err != nil {
-			return nil, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
+			return fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
 		}
 		if len(buf) != hdr.RawSize {
-			return nil, fmt.Errorf("%w: payload inflates to %d bytes, header says %d", ErrCorrupt, len(buf), hdr.RawSize)
+			return fmt.Errorf("%w: payload inflates to %d bytes, header says %d", ErrCorrupt, len(buf), hdr.RawSize)
 		}
-	} else {
-		buf = append(buf, payload...)
+	case share && !anyDelta(lay):
+		buf = payload // used in place: nothing below writes to it
+	case hdr.RawSize >= 16:
+		// append allocates without zeroing what it copies over; blocks of
+		// 16 bytes or more are 8-byte aligned.
+		buf = append([]byte(nil), payload...)
+	default:
+		buf = append(make([]byte, 0, align(hdr.RawSize)), payload...)
 	}
 
-	c := &Chunk{hdr: hdr, cols: make([]decodedColumn, len(hdr.Columns))}
+	if len(hdr.Columns) <= len(c.small.col) {
+		c.cols = c.small.col[:len(hdr.Columns)]
+	} else {
+		c.cols = make([]decodedColumn, len(hdr.Columns))
+	}
 	n := hdr.NumSteps
 	for i, l := range lay {
 		end := l.offset + n*l.stepBytes
@@ -146,7 +240,16 @@ func DecodeWithLimit(src []byte, maxRawSize int) (*Chunk, error) {
 			stepBytes: l.stepBytes,
 		}
 	}
-	return c, nil
+	return nil
+}
+
+func anyDelta(lay []colLayout) bool {
+	for _, l := range lay {
+		if l.delta {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseHeader checks a chunk's magic, version, checksum and header and
@@ -156,13 +259,15 @@ func DecodeWithLimit(src []byte, maxRawSize int) (*Chunk, error) {
 // those of Decode.
 func ParseHeader(src []byte) (Header, error) {
 	var layBuf [8]colLayout
-	h, _, _, err := parse(src, MaxRawSize, layBuf[:0])
+	h, _, _, err := parse(src, MaxRawSize, layBuf[:0], nil, nil)
 	return h, err
 }
 
 // parse validates everything but the payload's contents and returns the
-// header, the stored payload and the column layout.
-func parse(src []byte, limit int, lay []colLayout) (Header, []byte, []colLayout, error) {
+// header, the stored payload and the column layout. The header's tables go
+// into c's inline storage when they fit (c may be nil); names are shared
+// through d when it is not nil.
+func parse(src []byte, limit int, lay []colLayout, c *Chunk, d *Decoder) (Header, []byte, []colLayout, error) {
 	var h Header
 	if len(src) < minChunkSize {
 		return h, nil, nil, fmt.Errorf("%w: %d bytes is too short", ErrCorrupt, len(src))
@@ -200,8 +305,14 @@ func parse(src []byte, limit int, lay []colLayout) (Header, []byte, []colLayout,
 		return h, nil, nil, fmt.Errorf("%w: payload is %d bytes, limit %d", ErrTooLarge, rawSize, limit)
 	}
 	h.NumSteps, h.RawSize = steps, rawSize
-	h.Columns = make([]ColumnInfo, ncols)
-	dims := make([]int, 0, 4*ncols)
+	var dims []int
+	if c != nil && ncols <= len(c.small.info) {
+		h.Columns = c.small.info[:ncols]
+		dims = c.small.dims[:0]
+	} else {
+		h.Columns = make([]ColumnInfo, ncols)
+		dims = make([]int, 0, 4*ncols)
+	}
 	end := 0
 	for i := range h.Columns {
 		ci := &h.Columns[i]
@@ -250,7 +361,13 @@ func parse(src []byte, limit int, lay []colLayout) (Header, []byte, []colLayout,
 			return h, nil, nil, fmt.Errorf("%w: columns need more than the %d bytes the header says", ErrCorrupt, rawSize)
 		}
 		end = newEnd
-		*ci = ColumnInfo{Name: string(name), DType: dtype, Shape: shape, Delta: delta}
+		var nm string
+		if d != nil {
+			nm = d.name(name)
+		} else {
+			nm = string(name)
+		}
+		*ci = ColumnInfo{Name: nm, DType: dtype, Shape: shape, Delta: delta}
 		lay = append(lay, colLayout{offset: offset, stepBytes: stepBytes, elemSize: dtype.Size(), delta: delta, shape: batched})
 	}
 	if end != rawSize {
