@@ -60,6 +60,7 @@ type options struct {
 	shutdownTimeout time.Duration
 	gcHeadroomMiB   int
 	version         bool
+	ckpt            checkpointFlags
 }
 
 func newFlagSet(stderr io.Writer, o *options) *flag.FlagSet {
@@ -78,6 +79,7 @@ func newFlagSet(stderr io.Writer, o *options) *flag.FlagSet {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long RPCs may take to finish before connections are cut")
 	fs.IntVar(&o.gcHeadroomMiB, "gc-headroom", 128, "let the heap grow about this many `MiB` past the live data before collecting (between 10% and 100% of it), so RSS stays near the data held; 0 or $GOGC: Go's default")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	bindCheckpointFlags(fs, &o.ckpt)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: replayd [flags]
 
@@ -193,6 +195,9 @@ func setup(o *options, stderr io.Writer) (serverConfig, *slog.Logger, error) {
 	}
 	if cfg.opts.AuthToken == "" {
 		cfg.opts.AuthToken = os.Getenv(tokenEnv)
+	}
+	if err := o.ckpt.apply(&cfg.opts); err != nil {
+		return cfg, log, err
 	}
 
 	var tables []table.Options
