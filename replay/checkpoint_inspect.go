@@ -246,7 +246,7 @@ func InspectCheckpoint(path string, opts InspectOptions) (CheckpointInfo, []Chec
 	if strings.HasSuffix(path, tmpSuffix) {
 		return CheckpointInfo{Path: path, Kind: storeKindCheckpoint, Err: errIncomplete}, nil, errIncomplete
 	}
-	infos, err := ListCheckpoints(path, InspectOptions{Quick: true, Logger: opts.Logger})
+	infos, err := ListCheckpoints(path, InspectOptions{Quick: opts.Quick, Logger: opts.Logger})
 	if err != nil {
 		return CheckpointInfo{}, nil, err
 	}

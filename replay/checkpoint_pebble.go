@@ -359,7 +359,8 @@ func readStore(ctx context.Context, db *pebble.DB, keepData bool) (*storeContent
 			return 0
 		})
 	}
-	slices.SortFunc(sc.tables, func(a, b *storedTable) int { return strings.Compare(a.opts.Name, b.opts.Name) })
+	// Table ids follow the config order the tables were captured in.
+	slices.SortFunc(sc.tables, func(a, b *storedTable) int { return cmpUint32(a.id, b.id) })
 	return sc, nil
 }
 
@@ -383,4 +384,14 @@ func (t *storedTable) snapshot() *table.Snapshot {
 		}
 	}
 	return s
+}
+
+func cmpUint32(a, b uint32) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }

@@ -128,7 +128,7 @@ func commands() []command {
 		{"info", "[--json]", "show the server's tables, their sizes, rate limiters and counters", runInfo},
 		{"sample", "TABLE [-n N] [--json]", "sample N items of TABLE and print their info, one line each", runSample},
 		{"reset", "TABLE", "delete every item of TABLE and zero its counters", runReset},
-		{"checkpoint", "", "ask the server to write a checkpoint and print its path", runCheckpoint},
+		{"checkpoint", checkpointSynopsis, "ask the server to write a checkpoint and print its path; ls and inspect read checkpoints on disk, no server needed", runCheckpointCommand},
 		{"bench", "[flags]", "run a load benchmark against the server (see replayctl bench -h)",
 			func(ctx context.Context, g *globalOptions, args []string, stdout, stderr io.Writer) int {
 				return runBench(ctx, append(g.flagArgs(), args...), stdout, stderr)
@@ -294,27 +294,5 @@ func runReset(ctx context.Context, g *globalOptions, args []string, stdout, stde
 		return fail(stderr, "reset", err)
 	}
 	fmt.Fprintf(stdout, "reset table %s\n", pos[0])
-	return exitOK
-}
-
-func runCheckpoint(ctx context.Context, g *globalOptions, args []string, stdout, stderr io.Writer) int {
-	fs := commandFlags("checkpoint", "", g, stderr)
-	if _, code, ok := parseCommand(fs, args, 0, stdout, stderr); !ok {
-		return code
-	}
-	c, err := g.dial(ctx)
-	if err != nil {
-		return fail(stderr, "checkpoint", err)
-	}
-	defer c.Close()
-	path, err := c.Checkpoint(ctx)
-	if errors.Is(err, replay.ErrUnimplemented) {
-		fmt.Fprintf(stderr, "replayctl: checkpoint: the server at %s does not support checkpoints\n", g.addr)
-		return exitError
-	}
-	if err != nil {
-		return fail(stderr, "checkpoint", err)
-	}
-	fmt.Fprintln(stdout, path)
 	return exitOK
 }
