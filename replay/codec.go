@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"bytes"
 	"fmt"
 	"sync"
 
@@ -43,7 +44,7 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (codec) Unmarshal(data mem.BufferSlice, v any) error {
-	buf := data.Materialize()
+	buf := materialize(data)
 	if raw, ok := v.(*rawMessage); ok {
 		*raw = buf
 		return nil
@@ -61,6 +62,21 @@ func (codec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 func init() { encoding.RegisterCodecV2(codec{}) }
+
+// materialize is data.Materialize without zeroing the new buffer first
+// (bytes.Join allocates it uninitialised and copies over all of it): for
+// large messages the zeroing costs as much as the copy.
+func materialize(data mem.BufferSlice) []byte {
+	if data.Len() == 0 {
+		return nil // as Materialize
+	}
+	var stack [64][]byte
+	parts := stack[:0]
+	for _, b := range data {
+		parts = append(parts, b.ReadOnlyData())
+	}
+	return bytes.Join(parts, nil)
+}
 
 // rawMessage is an already encoded message, sent as is (benchmarks and
 // tests use it to send arbitrary bytes).
