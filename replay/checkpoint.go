@@ -59,6 +59,11 @@ type CheckpointOptions struct {
 	// and reset reach a Pebble store under Dir/durable (with its write-
 	// ahead log synced) before it is acknowledged.
 	Durable bool
+	// NoFsync, in durable mode, writes the write-ahead log to the operating
+	// system before acknowledging but does not fsync it: acknowledged
+	// changes survive replayd being killed or crashing, not a machine crash
+	// or power loss. It halves the disk writes on the acknowledgement path.
+	NoFsync bool
 	// SyncInterval, in durable mode, is the least time between two syncs of
 	// the write-ahead log: acknowledgements wait up to this long so that
 	// more commits share a sync. 0 syncs as soon as possible (commits that
@@ -436,7 +441,7 @@ func writeCheckpoint(ctx context.Context, dir string, created time.Time, snaps [
 // writeStore writes snaps into a new Pebble store at path and returns the
 // manifest's summary (without files).
 func writeStore(ctx context.Context, path string, created time.Time, snaps []*table.Snapshot, log *slog.Logger) (*checkpointManifest, error) {
-	opts := pebbleOptions(log, useCheckpointWrite, 0)
+	opts := pebbleOptions(log, useCheckpointWrite, CheckpointOptions{})
 	opts.ErrorIfExists = true
 	db, err := pebble.Open(path, opts)
 	if err != nil {
@@ -449,7 +454,7 @@ func writeStore(ctx context.Context, path string, created time.Time, snaps []*ta
 		}
 	}()
 	m := &checkpointManifest{Format: checkpointFormat, Created: created.UTC(), ServerVersion: Version}
-	w := newBatchWriter(db, pebble.NoSync)
+	w := newBulkWriter(db)
 	seen := make(map[uint64]bool)
 	for i, snap := range snaps {
 		id := uint32(i + 1)
@@ -661,7 +666,7 @@ func verifyCheckpoint(path string, quick bool) (*checkpointManifest, error) {
 
 // openStoreReadOnly opens a store for reading.
 func openStoreReadOnly(path string, log *slog.Logger) (*pebble.DB, error) {
-	o := pebbleOptions(log, useRead, 0)
+	o := pebbleOptions(log, useRead, CheckpointOptions{})
 	o.ErrorIfNotExists = true
 	db, err := pebble.Open(path, o)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/recall-rl/recall/table"
 )
@@ -51,7 +52,7 @@ const (
 // pebbleOptions returns the options for a store. Chunk data is compressed by
 // clients, so Pebble does not compress; large values go to blob files in
 // the durable store so that compactions do not rewrite them.
-func pebbleOptions(log *slog.Logger, use storeUse, syncInterval time.Duration) *pebble.Options {
+func pebbleOptions(log *slog.Logger, use storeUse, co CheckpointOptions) *pebble.Options {
 	o := &pebble.Options{
 		Logger:             pebbleLogger{log: log},
 		FormatMajorVersion: pebble.FormatNewest,
@@ -77,8 +78,11 @@ func pebbleOptions(log *slog.Logger, use storeUse, syncInterval time.Duration) *
 				TargetGarbageRatio:    0.3,
 			}
 		}
-		if syncInterval > 0 {
-			o.WALMinSyncInterval = func() time.Duration { return syncInterval }
+		if co.SyncInterval > 0 {
+			o.WALMinSyncInterval = func() time.Duration { return co.SyncInterval }
+		}
+		if co.NoFsync {
+			o.FS = walNoSyncFS{vfs.Default}
 		}
 	case useRead:
 		o.ReadOnly = true
@@ -93,6 +97,7 @@ type batchWriter struct {
 	b     *pebble.Batch
 	sync  *pebble.WriteOptions
 	limit int
+	bulk  bool
 	err   error
 }
 
@@ -100,6 +105,13 @@ const checkpointBatchBytes = 32 << 20
 
 func newBatchWriter(db *pebble.DB, opts *pebble.WriteOptions) *batchWriter {
 	return &batchWriter{db: db, b: db.NewBatch(), sync: opts, limit: checkpointBatchBytes}
+}
+
+// newBulkWriter is a batchWriter for writing a whole store: its batches are
+// allocated at their full size once (growing one by doubling copies it
+// over and over).
+func newBulkWriter(db *pebble.DB) *batchWriter {
+	return &batchWriter{db: db, b: db.NewBatchWithSize(checkpointBatchBytes + 1<<20), sync: pebble.NoSync, limit: checkpointBatchBytes, bulk: true}
 }
 
 func (w *batchWriter) set(key, value []byte) {
@@ -151,7 +163,12 @@ func (w *batchWriter) flush() {
 		w.err = err
 		return
 	}
-	w.b = w.db.NewBatch()
+	_ = w.b.Close() // recycles the batch
+	if w.bulk {
+		w.b = w.db.NewBatchWithSize(w.limit + 1<<20)
+	} else {
+		w.b = w.db.NewBatch()
+	}
 }
 
 // finish applies what is left and returns the first error.
@@ -395,3 +412,39 @@ func cmpUint32(a, b uint32) int {
 	}
 	return 0
 }
+
+// walNoSyncFS is the default file system except that the write-ahead
+// log's syncs are no-ops: a commit has been written to the operating
+// system (write(2)) when it returns, which survives the process being
+// killed, but not a machine crash. Other files are synced as usual.
+type walNoSyncFS struct{ vfs.FS }
+
+func (fs walNoSyncFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
+	if err != nil || !strings.HasSuffix(name, ".log") {
+		return f, err
+	}
+	return walNoSyncFile{f}, nil
+}
+
+func (fs walNoSyncFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, c)
+	return fs.wrap(name, f, err)
+}
+
+func (fs walNoSyncFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
+	return fs.wrap(newname, f, err)
+}
+
+func (fs walNoSyncFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.OpenReadWrite(name, c, opts...)
+	return fs.wrap(name, f, err)
+}
+
+func (fs walNoSyncFS) Unwrap() vfs.FS { return fs.FS }
+
+type walNoSyncFile struct{ vfs.File }
+
+func (walNoSyncFile) Sync() error                { return nil }
+func (walNoSyncFile) SyncData() error            { return nil }
+func (walNoSyncFile) SyncTo(int64) (bool, error) { return true, nil }

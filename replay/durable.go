@@ -60,9 +60,13 @@ type durable struct {
 	nextTok   uint64
 	inflight  map[uint64]uint64 // in-flight insert request -> mutSeq at its start
 	recent    map[recentKey]recentMut
-	pruneAt   int
-	failed    error // sticky: the store could not be written
-	closed    bool
+	// deletedChunks records, while inserts are in flight, the mutSeq at
+	// which chunk records were deleted: a request that wrote a chunk
+	// before taking mu must write it again if it was deleted since.
+	deletedChunks map[uint64]uint64
+	pruneAt       int
+	failed        error // sticky: the store could not be written
+	closed        bool
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -119,6 +123,8 @@ func newDurable(s *Server, db *pebble.DB, path string, opts CheckpointOptions, l
 		inflight:  make(map[uint64]uint64),
 		recent:    make(map[recentKey]recentMut),
 		stop:      make(chan struct{}),
+
+		deletedChunks: make(map[uint64]uint64),
 	}
 }
 
@@ -127,9 +133,9 @@ func newDurable(s *Server, db *pebble.DB, path string, opts CheckpointOptions, l
 func openDurable(ctx context.Context, path string, opts CheckpointOptions, log *slog.Logger, s *Server) (*durable, *storeContents, error) {
 	var o *pebble.Options
 	if opts.Durable {
-		o = pebbleOptions(log, useDurable, opts.SyncInterval)
+		o = pebbleOptions(log, useDurable, opts)
 	} else {
-		o = pebbleOptions(log, useRead, 0)
+		o = pebbleOptions(log, useRead, CheckpointOptions{})
 	}
 	o.ErrorIfNotExists = true
 	db, err := pebble.Open(path, o)
@@ -204,7 +210,7 @@ func rebuildDurable(ctx context.Context, path string, opts CheckpointOptions, lo
 	if err := os.RemoveAll(tmp); err != nil {
 		return nil, err
 	}
-	o := pebbleOptions(log, useDurable, 0)
+	o := pebbleOptions(log, useDurable, CheckpointOptions{})
 	o.DisableWAL = true
 	o.ErrorIfExists = true
 	db, err := pebble.Open(tmp, o)
@@ -251,7 +257,7 @@ func rebuildDurable(ctx context.Context, path string, opts CheckpointOptions, lo
 	if err := syncDir(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
-	o = pebbleOptions(log, useDurable, opts.SyncInterval)
+	o = pebbleOptions(log, useDurable, opts)
 	o.ErrorIfNotExists = true
 	if d.db, err = pebble.Open(path, o); err != nil {
 		return nil, err
@@ -365,7 +371,7 @@ func (d *durable) reconcileLocked(w *batchWriter, force bool) error {
 							}
 						}
 						return nil
-					})
+					}, nil)
 				if di = dt.items[it.Key]; di != nil {
 					di.mark = dt.epoch
 				}
@@ -402,13 +408,16 @@ func (d *durable) reconcileLocked(w *batchWriter, force bool) error {
 }
 
 // addItemLocked writes a new item and the chunks the store lacks, which
-// chunkOf supplies. It writes nothing and returns false if a chunk is not
-// available (the item is no longer in any table). d.mu must be held.
-func (d *durable) addItemLocked(w *batchWriter, dt *durTable, key uint64, pri priorityRecord, insertedAt int64, traj []table.TrajectoryColumn, chunkOf func(uint64) *table.Chunk) bool {
+// chunkOf supplies; stored, if not nil, reports chunks no stored item uses
+// that are in the store all the same. It writes nothing and returns false
+// if a chunk is not available (the item is no longer in any table). d.mu
+// must be held.
+func (d *durable) addItemLocked(w *batchWriter, dt *durTable, key uint64, pri priorityRecord, insertedAt int64, traj []table.TrajectoryColumn,
+	chunkOf func(uint64) *table.Chunk, stored func(uint64) bool) bool {
 	keys := trajectoryChunkKeys(traj)
 	var need []*table.Chunk
 	for _, k := range keys {
-		if d.chunkRefs[k] == 0 {
+		if d.chunkRefs[k] == 0 && (stored == nil || !stored(k)) {
 			c := chunkOf(k)
 			if c == nil {
 				return false
@@ -421,6 +430,7 @@ func (d *durable) addItemLocked(w *batchWriter, dt *durTable, key uint64, pri pr
 	}
 	for _, k := range keys {
 		d.chunkRefs[k]++
+		delete(d.deletedChunks, k)
 	}
 	rec := itemRecord{Seq: dt.state.NextSeq, InsertedAt: insertedAt, Trajectory: traj}
 	dt.state.NextSeq++
@@ -438,10 +448,20 @@ func (d *durable) deleteItemLocked(w *batchWriter, dt *durTable, key uint64, di 
 	for _, k := range di.chunks {
 		if d.chunkRefs[k]--; d.chunkRefs[k] <= 0 {
 			delete(d.chunkRefs, k)
-			w.del(chunkRecordKey(k))
+			d.deleteChunkLocked(w, k)
 		}
 	}
 	delete(dt.items, key)
+}
+
+// deleteChunkLocked deletes a chunk record, noting when for requests in
+// flight. d.mu must be held.
+func (d *durable) deleteChunkLocked(w *batchWriter, k uint64) {
+	w.del(chunkRecordKey(k))
+	if len(d.inflight) > 0 {
+		d.mutSeq++
+		d.deletedChunks[k] = d.mutSeq
+	}
 }
 
 func (d *durable) failLocked(err error) {
@@ -514,6 +534,20 @@ func (d *durable) begin(req *insertRequest, pending map[uint64]*table.ChunkRef) 
 // unchanged; if the store cannot be written it returns no keys (nothing is
 // acknowledged) and the error.
 func (d *durable) commitInsert(tok durableToken, req *insertRequest, acked []uint64, err error) ([]uint64, error) {
+	// The chunks this request sent that its inserted items use are written
+	// first, in a batch of their own, without mu: chunk records are
+	// immutable (a key names its content), so their order relative to
+	// other requests' records does not matter, except for a delete of the
+	// same chunk, which the commit below detects (deletedChunks).
+	pre, perr := d.writeSentChunks(req, len(acked))
+	if perr != nil {
+		d.mu.Lock()
+		delete(d.inflight, tok.id)
+		d.failLocked(perr)
+		perr = d.failed
+		d.mu.Unlock()
+		return nil, perr
+	}
 	d.mu.Lock()
 	delete(d.inflight, tok.id)
 	if len(acked) == 0 {
@@ -543,6 +577,15 @@ func (d *durable) commitInsert(tok durableToken, req *insertRequest, acked []uin
 			return c
 		}
 		return tok.kept[k]
+	}
+	// stored reports the chunks written before mu was taken and not
+	// deleted since.
+	stored := func(k uint64) bool {
+		if !pre[k] {
+			return false
+		}
+		seq, deleted := d.deletedChunks[k]
+		return !deleted || seq <= tok.s0
 	}
 	var afterReset map[*durTable]map[uint64]float64
 	touched := make(map[*durTable]bool, 1)
@@ -600,8 +643,15 @@ func (d *durable) commitInsert(tok durableToken, req *insertRequest, acked []uin
 			}
 			continue
 		}
-		if d.addItemLocked(w, dt, key, priorityRecord{Priority: priority}, now, ri.trajectory, chunkOf) {
+		if d.addItemLocked(w, dt, key, priorityRecord{Priority: priority}, now, ri.trajectory, chunkOf, stored) {
 			dt.state.Limiter.Inserts++
+		}
+	}
+	// Chunks written above that no stored item uses (their items were
+	// skipped) are deleted again.
+	for k := range pre {
+		if d.chunkRefs[k] == 0 {
+			d.deleteChunkLocked(w, k)
 		}
 	}
 	for dt := range touched {
@@ -622,14 +672,50 @@ func (d *durable) commitInsert(tok durableToken, req *insertRequest, acked []uin
 	return acked, err
 }
 
+// writeSentChunks writes the chunks sent in req that its first n items
+// use, and returns their keys.
+func (d *durable) writeSentChunks(req *insertRequest, n int) (map[uint64]bool, error) {
+	if n == 0 || len(req.chunks) == 0 {
+		return nil, nil
+	}
+	used := make(map[uint64]bool, len(req.chunks))
+	for i := range req.items[:n] {
+		for _, col := range req.items[i].trajectory {
+			for _, sl := range col.Slices {
+				used[sl.ChunkKey] = true
+			}
+		}
+	}
+	size := 0
+	for _, c := range req.chunks {
+		if used[c.Key] {
+			size += len(c.Data) + 64 + 16*len(c.Columns)
+		}
+	}
+	if size == 0 {
+		return nil, nil
+	}
+	pre := make(map[uint64]bool, len(req.chunks))
+	w := &batchWriter{db: d.db, b: d.db.NewBatch(pebble.WithInitialSizeBytes(size+1024), pebble.WithMaxRetainedSizeBytes(max(size+1024, 1<<20))),
+		sync: pebble.NoSync, limit: math.MaxInt}
+	for _, c := range req.chunks {
+		if used[c.Key] && !pre[c.Key] {
+			pre[c.Key] = true
+			w.setChunk(c)
+		}
+	}
+	return pre, w.finish()
+}
+
 // pruneLocked forgets recent mutations no in-flight insert can conflict
 // with. d.mu must be held.
 func (d *durable) pruneLocked() {
 	if len(d.inflight) == 0 {
 		clear(d.recent)
+		clear(d.deletedChunks)
 		return
 	}
-	if len(d.recent) < d.pruneAt {
+	if len(d.recent)+len(d.deletedChunks) < d.pruneAt {
 		return
 	}
 	low := uint64(math.MaxUint64)
@@ -641,7 +727,12 @@ func (d *durable) pruneLocked() {
 			delete(d.recent, k)
 		}
 	}
-	d.pruneAt = max(1024, 2*len(d.recent))
+	for k, seq := range d.deletedChunks {
+		if seq <= low {
+			delete(d.deletedChunks, k)
+		}
+	}
+	d.pruneAt = max(1024, 2*(len(d.recent)+len(d.deletedChunks)))
 }
 
 // mutatePriorities applies MutatePriorities to a table and, in durable
@@ -746,7 +837,7 @@ func (s *Server) resetTable(ctx context.Context, t *table.Table) error {
 		for _, k := range di.chunks {
 			if d.chunkRefs[k]--; d.chunkRefs[k] <= 0 {
 				delete(d.chunkRefs, k)
-				w.del(chunkRecordKey(k))
+				d.deleteChunkLocked(w, k)
 			}
 		}
 	}

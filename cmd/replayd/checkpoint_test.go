@@ -181,11 +181,18 @@ func priorityOf(id int64) float64 { return float64(id%1000) + 0.25 }
 
 // SIGKILL replayd --durable while writers insert and a learner updates and
 // deletes priorities; after a restart every acknowledged item is back with
-// its acknowledged priority, and no acknowledged delete is undone.
+// its acknowledged priority, and no acknowledged delete is undone. With
+// --durable-fsync=false too: killing the process loses nothing either.
 func TestReplaydDurableSIGKILL(t *testing.T) {
+	for _, fsync := range []bool{true, false} {
+		t.Run(fmt.Sprintf("fsync=%v", fsync), func(t *testing.T) { testDurableSIGKILL(t, fsync) })
+	}
+}
+
+func testDurableSIGKILL(t *testing.T, fsync bool) {
 	dir := t.TempDir()
 	cfg := writeFile(t, "tables.yaml", durableTables)
-	args := []string{"--addr", "127.0.0.1:0", "--config", cfg, "--checkpoint-dir", dir, "--durable"}
+	args := []string{"--addr", "127.0.0.1:0", "--config", cfg, "--checkpoint-dir", dir, "--durable", fmt.Sprintf("--durable-fsync=%v", fsync)}
 	p := startProcess(t, nil, args...)
 	addr := waitFor(t, p.stderr, listenRE)
 
