@@ -693,7 +693,7 @@ func loadCheckpoint(ctx context.Context, path string, log *slog.Logger, keepData
 		return nil, corruptf("cannot open the store: %v", err)
 	}
 	defer db.Close()
-	sc, err := readStore(ctx, db, keepData)
+	sc, err := readStore(ctx, db, keepData, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,8 @@ import (
 //	"P" be32(table id) be64(item key)   an item's mutable part: priority and times sampled
 //	"S" be32(table id)       a table's counters: limiter inserts/samples/deletes, episode and sample counters, next sequence
 //	"T" table name           a table's definition (JSON): id and options
+//	"V" be64(chunk key)      durable stores only, instead of "C": where the chunk is in the chunk log
+//	                         (uvarint segment, uvarint offset, uvarint length, u32 CRC-32C)
 //
 // Item records are keyed by item key so that the durable store can update
 // and delete them; the insertion order is the sequence number inside. Binary
@@ -45,6 +47,7 @@ const (
 	prefixPriority = 'P'
 	prefixState    = 'S'
 	prefixTable    = 'T'
+	prefixPointer  = 'V' // durable stores: where a chunk is in the chunk log
 )
 
 // Kinds of store recorded in the meta record.
@@ -66,13 +69,6 @@ var (
 	metaKey = []byte{prefixMeta}
 	asOfKey = []byte{prefixAsOf}
 )
-
-func chunkRecordKey(key uint64) []byte {
-	k := make([]byte, 9)
-	k[0] = prefixChunk
-	binary.BigEndian.PutUint64(k[1:], key)
-	return k
-}
 
 // itemRecordKey returns the key of an item's "I" or "P" record.
 func itemRecordKey(prefix byte, tableID uint32, key uint64) []byte {

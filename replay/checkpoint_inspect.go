@@ -206,7 +206,7 @@ func inspectDurable(p string, opts InspectOptions) CheckpointInfo {
 }
 
 func readDurableReadOnly(p string, opts InspectOptions) (*storeContents, error) {
-	db, err := openStoreReadOnly(p, opts.logger())
+	db, err := openStoreReadOnly(filepath.Join(p, durableMetaName), opts.logger())
 	if err != nil {
 		if strings.Contains(err.Error(), "in use by a running server") {
 			return nil, err
@@ -214,7 +214,12 @@ func readDurableReadOnly(p string, opts InspectOptions) (*storeContents, error) 
 		return nil, corruptf("cannot open: %v", err)
 	}
 	defer db.Close()
-	sc, err := readStore(context.Background(), db, false)
+	chunks, err := openChunkLog(filepath.Join(p, chunkLogDirName), true, CheckpointOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer chunks.close()
+	sc, err := readStore(context.Background(), db, false, chunks)
 	if err == nil && sc.meta.Kind != storeKindDurable {
 		err = corruptf("store kind %q", sc.meta.Kind)
 	}
@@ -232,7 +237,7 @@ func InspectCheckpoint(path string, opts InspectOptions) (CheckpointInfo, []Chec
 	switch {
 	case exists(filepath.Join(path, manifestName)):
 		return inspectCheckpointDir(path, opts)
-	case isPebbleDir(path):
+	case isPebbleDir(filepath.Join(path, durableMetaName)):
 		ci := CheckpointInfo{Path: path, Kind: storeKindDurable, Complete: true, DiskBytes: diskBytes(path)}
 		sc, err := readDurableReadOnly(path, opts)
 		if err != nil {
@@ -278,7 +283,7 @@ func inspectCheckpointDir(path string, opts InspectOptions) (CheckpointInfo, []C
 		return fail(corruptf("cannot open the store: %v", err))
 	}
 	defer db.Close()
-	sc, err := readStore(context.Background(), db, false)
+	sc, err := readStore(context.Background(), db, false, nil)
 	if err != nil {
 		return fail(err)
 	}

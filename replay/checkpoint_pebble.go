@@ -99,6 +99,9 @@ type batchWriter struct {
 	limit int
 	bulk  bool
 	err   error
+	// beforeApply, if set, runs before each batch is applied (durable
+	// mode syncs the chunk log appends the batch points at).
+	beforeApply func() error
 }
 
 const checkpointBatchBytes = 32 << 20
@@ -159,6 +162,11 @@ func (w *batchWriter) flush() {
 	if w.err != nil || w.b.Empty() {
 		return
 	}
+	if w.beforeApply != nil {
+		if w.err = w.beforeApply(); w.err != nil {
+			return
+		}
+	}
 	if err := w.db.Apply(w.b, w.sync); err != nil {
 		w.err = err
 		return
@@ -200,6 +208,7 @@ type storeContents struct {
 	asOf   time.Time // durable stores only
 	tables []*storedTable
 	chunks map[uint64]*table.Chunk
+	locs   map[uint64]chunkLoc // durable stores: where each chunk is in the chunk log
 	// orphans are chunks no item uses (a durable store may keep some
 	// after a crash; they are deleted when it is next opened).
 	orphans    []uint64
@@ -219,14 +228,14 @@ func (sc *storeContents) table(name string) *storedTable {
 // both its records and every chunk it references. It stops early, with
 // ctx's error, if ctx ends.
 // Without keepData chunk payloads are not kept (only counted), for
-// inspection.
-func readStore(ctx context.Context, db *pebble.DB, keepData bool) (*storeContents, error) {
+// inspection. A durable store's chunks are read from chunks.
+func readStore(ctx context.Context, db *pebble.DB, keepData bool, chunks *chunkLog) (*storeContents, error) {
 	it, err := db.NewIter(nil)
 	if err != nil {
 		return nil, err
 	}
 	defer it.Close()
-	sc := &storeContents{chunks: make(map[uint64]*table.Chunk)}
+	sc := &storeContents{chunks: make(map[uint64]*table.Chunk), locs: make(map[uint64]chunkLoc)}
 	type itemKey struct {
 		table uint32
 		key   uint64
@@ -270,6 +279,22 @@ func readStore(ctx context.Context, db *pebble.DB, keepData bool) (*storeContent
 				return nil, fmt.Errorf("chunk %d: %w", key, err)
 			}
 			sc.chunks[key] = c
+			sc.chunkBytes += int64(n)
+		case prefixPointer:
+			if len(k) != 9 || chunks == nil {
+				return nil, corruptf("chunk pointer record %q outside a durable store", k)
+			}
+			key := binary.BigEndian.Uint64(k[1:])
+			loc, err := decodeChunkLoc(v)
+			if err != nil {
+				return nil, fmt.Errorf("chunk %d: %w", key, err)
+			}
+			c, n, err := chunks.read(key, loc, keepData)
+			if err != nil {
+				return nil, err
+			}
+			sc.chunks[key] = c
+			sc.locs[key] = loc
 			sc.chunkBytes += int64(n)
 		case prefixItem, prefixPriority:
 			if len(k) != 13 {

@@ -18,13 +18,15 @@ import (
 
 // Durable mode (see docs/checkpoints.md).
 //
-// A live Pebble store under DIR/durable mirrors the tables with the records
-// checkpoints use. What the server sees as requests is written before the
-// request is acknowledged: each insert request's new chunks and items in one
-// batch, each MutatePriorities call's deletes and updates, each Reset. The
-// batch is applied under durable.mu, right after the same change was made to
-// the table, and the write-ahead log is synced after mu is released, so
-// concurrent requests share syncs.
+// DIR/durable holds a live Pebble store (meta/) that mirrors the tables with
+// the records checkpoints use, except that chunk payloads live in the chunk
+// log (chunks/, see durable_chunks.go) and Pebble holds pointers to them.
+// What the server sees as requests is written before the request is
+// acknowledged: each insert request's new chunks (appended to the chunk log
+// and synced first) and items, each MutatePriorities call's deletes and
+// updates, each Reset. The Pebble batch is applied under durable.mu, right
+// after the same change was made to the table, and the write-ahead log is
+// synced after mu is released, so concurrent requests share syncs.
 //
 // Changes the server does not see as requests, made inside tables
 // (evictions at max_size, deletes at max_times_sampled, times sampled, the
@@ -45,28 +47,29 @@ import (
 
 // durable is a server's durable store.
 type durable struct {
-	s    *Server
-	db   *pebble.DB
-	path string
-	opts CheckpointOptions
-	log  *slog.Logger
+	s      *Server
+	db     *pebble.DB
+	chunks *chunkLog
+	path   string
+	opts   CheckpointOptions
+	log    *slog.Logger
 
 	// mu orders table mutations made through the server with their records
 	// in the store, and guards the fields below.
 	mu        sync.Mutex
 	tables    map[string]*durTable
-	chunkRefs map[uint64]int32 // chunk key -> items in the store that use it
-	mutSeq    uint64           // counts mutations and resets
+	chunkRefs map[uint64]int32    // chunk key -> items in the store that use it
+	chunkLocs map[uint64]chunkLoc // chunk key -> its record in the chunk log
+	mutSeq    uint64              // counts mutations and resets
 	nextTok   uint64
 	inflight  map[uint64]uint64 // in-flight insert request -> mutSeq at its start
 	recent    map[recentKey]recentMut
-	// deletedChunks records, while inserts are in flight, the mutSeq at
-	// which chunk records were deleted: a request that wrote a chunk
-	// before taking mu must write it again if it was deleted since.
-	deletedChunks map[uint64]uint64
-	pruneAt       int
-	failed        error // sticky: the store could not be written
-	closed        bool
+	pruneAt   int
+	// unsynced holds, per segment, the end of appends made under mu that
+	// must be synced before the batch that points at them is applied.
+	unsynced map[*segment]int64
+	failed   error // sticky: the store could not be written
+	closed   bool
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -115,16 +118,16 @@ type durableToken struct {
 
 var syncMarker = []byte{0}
 
-func newDurable(s *Server, db *pebble.DB, path string, opts CheckpointOptions, log *slog.Logger) *durable {
+func newDurable(s *Server, db *pebble.DB, chunks *chunkLog, path string, opts CheckpointOptions, log *slog.Logger) *durable {
 	return &durable{
-		s: s, db: db, path: path, opts: opts, log: log,
+		s: s, db: db, chunks: chunks, path: path, opts: opts, log: log,
 		tables:    make(map[string]*durTable),
 		chunkRefs: make(map[uint64]int32),
+		chunkLocs: make(map[uint64]chunkLoc),
 		inflight:  make(map[uint64]uint64),
 		recent:    make(map[recentKey]recentMut),
+		unsynced:  make(map[*segment]int64),
 		stop:      make(chan struct{}),
-
-		deletedChunks: make(map[uint64]uint64),
 	}
 }
 
@@ -138,14 +141,19 @@ func openDurable(ctx context.Context, path string, opts CheckpointOptions, log *
 		o = pebbleOptions(log, useRead, CheckpointOptions{})
 	}
 	o.ErrorIfNotExists = true
-	db, err := pebble.Open(path, o)
+	db, err := pebble.Open(filepath.Join(path, durableMetaName), o)
 	if err != nil {
 		if isLockError(err) {
 			return nil, nil, fmt.Errorf("in use by another server: %w", err)
 		}
 		return nil, nil, corruptf("cannot open: %v", err)
 	}
-	sc, err := readStore(ctx, db, true)
+	chunks, err := openChunkLog(filepath.Join(path, chunkLogDirName), !opts.Durable, opts)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	sc, err := readStore(ctx, db, true, chunks)
 	if err == nil && sc.meta.Kind != storeKindDurable {
 		err = corruptf("store kind %q", sc.meta.Kind)
 	}
@@ -154,9 +162,10 @@ func openDurable(ctx context.Context, path string, opts CheckpointOptions, log *
 	}
 	if err != nil {
 		db.Close()
+		chunks.close()
 		return nil, nil, err
 	}
-	return newDurable(s, db, path, opts, log), sc, nil
+	return newDurable(s, db, chunks, path, opts, log), sc, nil
 }
 
 // adopt makes the store, from which the tables were just restored, hold
@@ -165,7 +174,7 @@ func openDurable(ctx context.Context, path string, opts CheckpointOptions, log *
 func (d *durable) adopt(sc *storeContents) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	w := newBatchWriter(d.db, pebble.NoSync)
+	w := d.writer(checkpointBatchBytes)
 	var maxID uint32
 	for _, st := range sc.tables {
 		maxID = max(maxID, st.id)
@@ -178,6 +187,9 @@ func (d *durable) adopt(sc *storeContents) error {
 				keys := trajectoryChunkKeys(it.rec.Trajectory)
 				dt.items[it.key] = &durItem{seq: it.rec.Seq, insertedAt: it.rec.InsertedAt, priority: it.pri.Priority, timesSampled: it.pri.TimesSampled, chunks: keys}
 				for _, k := range keys {
+					if d.chunkRefs[k] == 0 {
+						d.useLocLocked(k, sc.locs[k])
+					}
 					d.chunkRefs[k]++
 				}
 				dt.state.NextSeq = max(dt.state.NextSeq, it.rec.Seq+1)
@@ -190,16 +202,19 @@ func (d *durable) adopt(sc *storeContents) error {
 		d.tables[name] = dt
 	}
 	for _, k := range sc.orphans {
-		w.del(chunkRecordKey(k))
+		w.del(pointerRecordKey(k))
 	}
 	if err := d.reconcileLocked(w, true); err != nil {
 		return err
 	}
 	w.set(asOfKey, encodeAsOf(time.Now()))
-	if err := w.finish(); err != nil {
+	if err := d.finishLocked(w); err != nil {
 		return err
 	}
-	return d.db.LogData(syncMarker, pebble.Sync)
+	if err := d.db.LogData(syncMarker, pebble.Sync); err != nil {
+		return err
+	}
+	return d.collectSegmentsLocked()
 }
 
 // rebuildDurable writes the tables' current state as a new durable store at
@@ -213,15 +228,21 @@ func rebuildDurable(ctx context.Context, path string, opts CheckpointOptions, lo
 	o := pebbleOptions(log, useDurable, CheckpointOptions{})
 	o.DisableWAL = true
 	o.ErrorIfExists = true
-	db, err := pebble.Open(tmp, o)
+	db, err := pebble.Open(filepath.Join(tmp, durableMetaName), o)
 	if err != nil {
 		return nil, err
 	}
-	d := newDurable(s, db, path, opts, log)
+	// Synced once, with the directory, before the rename.
+	chunks, err := openChunkLog(filepath.Join(tmp, chunkLogDirName), false, CheckpointOptions{NoFsync: true})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	d := newDurable(s, db, chunks, path, opts, log)
 	err = func() error {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		w := newBatchWriter(db, pebble.NoSync)
+		w := d.writer(checkpointBatchBytes)
 		now := time.Now()
 		w.set(metaKey, marshalJSON(metaRecord{Format: checkpointFormat, Kind: storeKindDurable, Created: now.UTC(), ServerVersion: Version}))
 		for i, name := range s.names {
@@ -236,13 +257,17 @@ func rebuildDurable(ctx context.Context, path string, opts CheckpointOptions, lo
 			return err
 		}
 		w.set(asOfKey, encodeAsOf(now))
-		if err := w.finish(); err != nil {
+		if err := d.finishLocked(w); err != nil {
 			return err
 		}
 		return db.Flush()
 	}()
 	if cerr := db.Close(); err == nil {
 		err = cerr
+	}
+	chunks.close()
+	if err == nil {
+		_, err = checksumFiles(tmp, chunkLogDirName, true) // syncs the segments
 	}
 	if err != nil {
 		_ = os.RemoveAll(tmp)
@@ -259,8 +284,18 @@ func rebuildDurable(ctx context.Context, path string, opts CheckpointOptions, lo
 	}
 	o = pebbleOptions(log, useDurable, opts)
 	o.ErrorIfNotExists = true
-	if d.db, err = pebble.Open(path, o); err != nil {
+	if d.db, err = pebble.Open(filepath.Join(path, durableMetaName), o); err != nil {
 		return nil, err
+	}
+	if d.chunks, err = openChunkLog(filepath.Join(path, chunkLogDirName), false, opts); err != nil {
+		d.db.Close()
+		return nil, err
+	}
+	d.unsynced = make(map[*segment]int64)
+	// The locations recorded during the rebuild name the same segments.
+	for k, loc := range d.chunkLocs {
+		d.chunkLocs[k] = chunkLoc{}
+		d.useLocLocked(k, loc)
 	}
 	return d, nil
 }
@@ -308,6 +343,7 @@ func (d *durable) close(final bool) {
 	if err := d.db.Close(); err != nil {
 		d.log.Error("durable store: close failed", "err", err)
 	}
+	d.chunks.close()
 }
 
 // reconcile writes what changed inside the tables since the last time: in
@@ -318,23 +354,25 @@ func (d *durable) reconcile(force bool) error {
 		d.mu.Unlock()
 		return d.failed
 	}
-	w := newBatchWriter(d.db, pebble.NoSync)
+	w := d.writer(checkpointBatchBytes)
 	err := d.reconcileLocked(w, force)
 	if err == nil && !w.b.Empty() {
 		w.set(asOfKey, encodeAsOf(time.Now()))
 	}
-	empty := w.b.Empty()
-	if ferr := w.finish(); err == nil {
+	if ferr := d.finishLocked(w); err == nil {
 		err = ferr
+	}
+	if err == nil {
+		err = d.db.LogData(syncMarker, pebble.Sync)
+	}
+	if err == nil {
+		err = d.collectSegmentsLocked()
 	}
 	if err != nil {
 		d.failLocked(err)
 	}
 	d.mu.Unlock()
-	if err != nil || empty {
-		return err
-	}
-	return d.sync()
+	return err
 }
 
 // reconcileLocked compares each table (each one whose counters changed,
@@ -407,17 +445,19 @@ func (d *durable) reconcileLocked(w *batchWriter, force bool) error {
 	return nil
 }
 
-// addItemLocked writes a new item and the chunks the store lacks, which
-// chunkOf supplies; stored, if not nil, reports chunks no stored item uses
-// that are in the store all the same. It writes nothing and returns false
-// if a chunk is not available (the item is no longer in any table). d.mu
-// must be held.
+// addItemLocked writes a new item and points at the chunks the store
+// lacks: written before mu was taken (pre), or appended now from chunkOf.
+// It writes nothing and returns false if a chunk is not available (the
+// item is no longer in any table). d.mu must be held.
 func (d *durable) addItemLocked(w *batchWriter, dt *durTable, key uint64, pri priorityRecord, insertedAt int64, traj []table.TrajectoryColumn,
-	chunkOf func(uint64) *table.Chunk, stored func(uint64) bool) bool {
+	chunkOf func(uint64) *table.Chunk, pre map[uint64]chunkLoc) bool {
 	keys := trajectoryChunkKeys(traj)
 	var need []*table.Chunk
 	for _, k := range keys {
-		if d.chunkRefs[k] == 0 && (stored == nil || !stored(k)) {
+		if d.chunkRefs[k] == 0 {
+			if _, ok := pre[k]; ok {
+				continue
+			}
 			c := chunkOf(k)
 			if c == nil {
 				return false
@@ -425,12 +465,25 @@ func (d *durable) addItemLocked(w *batchWriter, dt *durTable, key uint64, pri pr
 			need = append(need, c)
 		}
 	}
-	for _, c := range need {
-		w.setChunk(c)
+	if len(need) > 0 {
+		locs, seg, end, err := d.chunks.append(need)
+		if err != nil {
+			w.err = err
+			return false
+		}
+		seg.pending.Add(-int64(len(need)))
+		d.unsynced[seg] = max(d.unsynced[seg], end)
+		for i, c := range need {
+			d.setPointerLocked(w, c.Key, locs[i])
+		}
 	}
 	for _, k := range keys {
+		if d.chunkRefs[k] == 0 {
+			if loc, ok := pre[k]; ok {
+				d.setPointerLocked(w, k, loc)
+			}
+		}
 		d.chunkRefs[k]++
-		delete(d.deletedChunks, k)
 	}
 	rec := itemRecord{Seq: dt.state.NextSeq, InsertedAt: insertedAt, Trajectory: traj}
 	dt.state.NextSeq++
@@ -438,6 +491,147 @@ func (d *durable) addItemLocked(w *batchWriter, dt *durTable, key uint64, pri pr
 	w.set(itemRecordKey(prefixPriority, dt.id, key), pri.encode())
 	dt.items[key] = &durItem{seq: rec.Seq, insertedAt: insertedAt, priority: pri.Priority, timesSampled: pri.TimesSampled, chunks: keys}
 	return true
+}
+
+// setPointerLocked points chunk k at loc. d.mu must be held.
+func (d *durable) setPointerLocked(w *batchWriter, k uint64, loc chunkLoc) {
+	w.set(pointerRecordKey(k), loc.encode())
+	d.useLocLocked(k, loc)
+}
+
+// useLocLocked records that chunk k's live record is at loc, moving its
+// live bytes from wherever it was. d.mu must be held.
+func (d *durable) useLocLocked(k uint64, loc chunkLoc) {
+	if old, ok := d.chunkLocs[k]; ok && old.n > 0 {
+		if seg := d.segment(old.seg); seg != nil {
+			seg.live -= int64(old.n)
+		}
+	}
+	d.chunkLocs[k] = loc
+	if seg := d.segment(loc.seg); seg != nil {
+		seg.live += int64(loc.n)
+	}
+}
+
+func (d *durable) segment(id uint32) *segment {
+	d.chunks.mu.Lock()
+	defer d.chunks.mu.Unlock()
+	return d.chunks.segs[id]
+}
+
+// finishLocked applies what is left of w (after syncing the chunk log
+// appends made under mu, see writer). d.mu must be held.
+func (d *durable) finishLocked(w *batchWriter) error {
+	if w.beforeApply == nil {
+		w.beforeApply = d.syncAppendsLocked
+	}
+	return w.finish()
+}
+
+// writer returns a batch writer whose batches are applied only after the
+// chunk log appends they point at are synced. One batch per call when
+// limit is 0. d.mu must be held while it is used.
+func (d *durable) writer(limit int) *batchWriter {
+	w := newBatchWriter(d.db, pebble.NoSync)
+	if limit == 0 {
+		limit = math.MaxInt
+	}
+	w.limit = limit
+	w.beforeApply = d.syncAppendsLocked
+	return w
+}
+
+// syncAppendsLocked syncs the chunk log appends made under mu. d.mu must be
+// held.
+func (d *durable) syncAppendsLocked() error {
+	for seg, end := range d.unsynced {
+		if err := seg.sync(end, d.chunks.noSync, 0); err != nil {
+			return err
+		}
+		delete(d.unsynced, seg)
+	}
+	return nil
+}
+
+// collectSegmentsLocked deletes sealed segments no pointer uses and
+// rewrites those mostly unused: their live chunks are appended again and
+// the pointers moved. The pointer deletions must be synced before. d.mu
+// must be held.
+func (d *durable) collectSegmentsLocked() error {
+	var sparse []*segment
+	for _, seg := range d.chunks.sealedSegments() {
+		switch size := seg.size.Load(); {
+		case seg.pending.Load() > 0:
+		case seg.live <= 0:
+			if err := d.chunks.remove(seg.id); err != nil {
+				return err
+			}
+		case seg.live*segmentLiveRatio < size && size >= 1<<20:
+			sparse = append(sparse, seg)
+		}
+	}
+	if len(sparse) == 0 {
+		return nil
+	}
+	move := make(map[uint32]bool, len(sparse))
+	for _, seg := range sparse {
+		move[seg.id] = true
+	}
+	w := d.writer(0)
+	var batch []*table.Chunk
+	var keys []uint64
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		locs, seg, end, err := d.chunks.append(batch)
+		if err != nil {
+			return err
+		}
+		seg.pending.Add(-int64(len(batch)))
+		if err := seg.sync(end, d.chunks.noSync, 0); err != nil {
+			return err
+		}
+		for i, k := range keys {
+			d.setPointerLocked(w, k, locs[i])
+		}
+		batch, keys = batch[:0], keys[:0]
+		return nil
+	}
+	size := 0
+	for k, loc := range d.chunkLocs {
+		if !move[loc.seg] {
+			continue
+		}
+		c, _, err := d.chunks.read(k, loc, true)
+		if err != nil {
+			return err
+		}
+		batch, keys = append(batch, c), append(keys, k)
+		if size += len(c.Data); size >= 8<<20 {
+			if err := flush(); err != nil {
+				return err
+			}
+			size = 0
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if err := w.finish(); err != nil {
+		return err
+	}
+	if err := d.db.LogData(syncMarker, pebble.Sync); err != nil {
+		return err
+	}
+	for _, seg := range sparse {
+		if seg.live <= 0 && seg.pending.Load() == 0 {
+			if err := d.chunks.remove(seg.id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // deleteItemLocked deletes an item and the chunks no other item in the
@@ -454,13 +648,15 @@ func (d *durable) deleteItemLocked(w *batchWriter, dt *durTable, key uint64, di 
 	delete(dt.items, key)
 }
 
-// deleteChunkLocked deletes a chunk record, noting when for requests in
-// flight. d.mu must be held.
+// deleteChunkLocked deletes a chunk's pointer; its record in the chunk log
+// becomes garbage. d.mu must be held.
 func (d *durable) deleteChunkLocked(w *batchWriter, k uint64) {
-	w.del(chunkRecordKey(k))
-	if len(d.inflight) > 0 {
-		d.mutSeq++
-		d.deletedChunks[k] = d.mutSeq
+	w.del(pointerRecordKey(k))
+	if loc, ok := d.chunkLocs[k]; ok {
+		if seg := d.segment(loc.seg); seg != nil {
+			seg.live -= int64(loc.n)
+		}
+		delete(d.chunkLocs, k)
 	}
 }
 
@@ -534,12 +730,13 @@ func (d *durable) begin(req *insertRequest, pending map[uint64]*table.ChunkRef) 
 // unchanged; if the store cannot be written it returns no keys (nothing is
 // acknowledged) and the error.
 func (d *durable) commitInsert(tok durableToken, req *insertRequest, acked []uint64, err error) ([]uint64, error) {
-	// The chunks this request sent that its inserted items use are written
-	// first, in a batch of their own, without mu: chunk records are
-	// immutable (a key names its content), so their order relative to
-	// other requests' records does not matter, except for a delete of the
-	// same chunk, which the commit below detects (deletedChunks).
-	pre, perr := d.writeSentChunks(req, len(acked))
+	// The chunks this request sent that its inserted items use are
+	// appended to the chunk log and synced first, without mu; the pointers
+	// to them are written under mu.
+	pre, preSeg, perr := d.writeSentChunks(req, len(acked))
+	if preSeg != nil {
+		defer preSeg.pending.Add(-int64(len(pre)))
+	}
 	if perr != nil {
 		d.mu.Lock()
 		delete(d.inflight, tok.id)
@@ -563,8 +760,7 @@ func (d *durable) commitInsert(tok durableToken, req *insertRequest, acked []uin
 		d.mu.Unlock()
 		return nil, ferr
 	}
-	w := newBatchWriter(d.db, pebble.NoSync)
-	w.limit = math.MaxInt // one batch per request
+	w := d.writer(0) // one batch per request
 	var reqChunks map[uint64]*table.Chunk
 	chunkOf := func(k uint64) *table.Chunk {
 		if reqChunks == nil {
@@ -577,15 +773,6 @@ func (d *durable) commitInsert(tok durableToken, req *insertRequest, acked []uin
 			return c
 		}
 		return tok.kept[k]
-	}
-	// stored reports the chunks written before mu was taken and not
-	// deleted since.
-	stored := func(k uint64) bool {
-		if !pre[k] {
-			return false
-		}
-		seq, deleted := d.deletedChunks[k]
-		return !deleted || seq <= tok.s0
 	}
 	var afterReset map[*durTable]map[uint64]float64
 	touched := make(map[*durTable]bool, 1)
@@ -643,22 +830,15 @@ func (d *durable) commitInsert(tok durableToken, req *insertRequest, acked []uin
 			}
 			continue
 		}
-		if d.addItemLocked(w, dt, key, priorityRecord{Priority: priority}, now, ri.trajectory, chunkOf, stored) {
+		if d.addItemLocked(w, dt, key, priorityRecord{Priority: priority}, now, ri.trajectory, chunkOf, pre) {
 			dt.state.Limiter.Inserts++
-		}
-	}
-	// Chunks written above that no stored item uses (their items were
-	// skipped) are deleted again.
-	for k := range pre {
-		if d.chunkRefs[k] == 0 {
-			d.deleteChunkLocked(w, k)
 		}
 	}
 	for dt := range touched {
 		w.set(stateRecordKey(dt.id), dt.state.encode())
 	}
 	w.set(asOfKey, encodeAsOf(time.Now()))
-	if ferr := w.finish(); ferr != nil {
+	if ferr := d.finishLocked(w); ferr != nil {
 		d.failLocked(ferr)
 		ferr = d.failed
 		d.mu.Unlock()
@@ -672,11 +852,12 @@ func (d *durable) commitInsert(tok durableToken, req *insertRequest, acked []uin
 	return acked, err
 }
 
-// writeSentChunks writes the chunks sent in req that its first n items
-// use, and returns their keys.
-func (d *durable) writeSentChunks(req *insertRequest, n int) (map[uint64]bool, error) {
+// writeSentChunks appends the chunks sent in req that its first n items
+// use to the chunk log, syncs them, and returns their locations and the
+// segment (whose pending count the caller releases).
+func (d *durable) writeSentChunks(req *insertRequest, n int) (map[uint64]chunkLoc, *segment, error) {
 	if n == 0 || len(req.chunks) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	used := make(map[uint64]bool, len(req.chunks))
 	for i := range req.items[:n] {
@@ -686,25 +867,28 @@ func (d *durable) writeSentChunks(req *insertRequest, n int) (map[uint64]bool, e
 			}
 		}
 	}
-	size := 0
+	var chunks []*table.Chunk
 	for _, c := range req.chunks {
 		if used[c.Key] {
-			size += len(c.Data) + 64 + 16*len(c.Columns)
+			used[c.Key] = false // once
+			chunks = append(chunks, c)
 		}
 	}
-	if size == 0 {
-		return nil, nil
+	if len(chunks) == 0 {
+		return nil, nil, nil
 	}
-	pre := make(map[uint64]bool, len(req.chunks))
-	w := &batchWriter{db: d.db, b: d.db.NewBatch(pebble.WithInitialSizeBytes(size+1024), pebble.WithMaxRetainedSizeBytes(max(size+1024, 1<<20))),
-		sync: pebble.NoSync, limit: math.MaxInt}
-	for _, c := range req.chunks {
-		if used[c.Key] && !pre[c.Key] {
-			pre[c.Key] = true
-			w.setChunk(c)
-		}
+	locs, seg, end, err := d.chunks.append(chunks)
+	if err != nil {
+		return nil, nil, err
 	}
-	return pre, w.finish()
+	pre := make(map[uint64]chunkLoc, len(chunks))
+	for i, c := range chunks {
+		pre[c.Key] = locs[i]
+	}
+	if err := seg.sync(end, d.chunks.noSync, d.opts.SyncInterval); err != nil {
+		return pre, seg, err
+	}
+	return pre, seg, nil
 }
 
 // pruneLocked forgets recent mutations no in-flight insert can conflict
@@ -712,10 +896,9 @@ func (d *durable) writeSentChunks(req *insertRequest, n int) (map[uint64]bool, e
 func (d *durable) pruneLocked() {
 	if len(d.inflight) == 0 {
 		clear(d.recent)
-		clear(d.deletedChunks)
 		return
 	}
-	if len(d.recent)+len(d.deletedChunks) < d.pruneAt {
+	if len(d.recent) < d.pruneAt {
 		return
 	}
 	low := uint64(math.MaxUint64)
@@ -727,12 +910,7 @@ func (d *durable) pruneLocked() {
 			delete(d.recent, k)
 		}
 	}
-	for k, seq := range d.deletedChunks {
-		if seq <= low {
-			delete(d.deletedChunks, k)
-		}
-	}
-	d.pruneAt = max(1024, 2*(len(d.recent)+len(d.deletedChunks)))
+	d.pruneAt = max(1024, 2*len(d.recent))
 }
 
 // mutatePriorities applies MutatePriorities to a table and, in durable
@@ -760,8 +938,7 @@ func (s *Server) mutatePriorities(ctx context.Context, t *table.Table, updates m
 	if err != nil {
 		dt.dirty = true // partly applied: reconcile finds out what
 	}
-	w := newBatchWriter(d.db, pebble.NoSync)
-	w.limit = math.MaxInt
+	w := d.writer(0)
 	d.mutSeq++
 	track := len(d.inflight) > 0
 	var deleted map[uint64]bool
@@ -796,7 +973,7 @@ func (s *Server) mutatePriorities(ctx context.Context, t *table.Table, updates m
 	}
 	w.set(stateRecordKey(dt.id), dt.state.encode())
 	w.set(asOfKey, encodeAsOf(time.Now()))
-	if ferr := w.finish(); ferr != nil {
+	if ferr := d.finishLocked(w); ferr != nil {
 		d.failLocked(ferr)
 		ferr = d.failed
 		d.mu.Unlock()
@@ -831,8 +1008,7 @@ func (s *Server) resetTable(ctx context.Context, t *table.Table) error {
 		return err
 	}
 	dt := d.tables[t.Name()]
-	w := newBatchWriter(d.db, pebble.NoSync)
-	w.limit = math.MaxInt
+	w := d.writer(0)
 	for _, di := range dt.items {
 		for _, k := range di.chunks {
 			if d.chunkRefs[k]--; d.chunkRefs[k] <= 0 {
@@ -851,7 +1027,7 @@ func (s *Server) resetTable(ctx context.Context, t *table.Table) error {
 	dt.resetSeq = d.mutSeq
 	w.set(stateRecordKey(dt.id), dt.state.encode())
 	w.set(asOfKey, encodeAsOf(time.Now()))
-	if ferr := w.finish(); ferr != nil {
+	if ferr := d.finishLocked(w); ferr != nil {
 		d.failLocked(ferr)
 		ferr = d.failed
 		d.mu.Unlock()

@@ -3,6 +3,7 @@ package replay
 import (
 	"context"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -452,5 +453,49 @@ func TestDurableInspect(t *testing.T) {
 	}
 	if ci.Kind != storeKindDurable || len(ci.Tables) != 2 || ci.Tables[1].Items != 3 || ci.NumChunks != 3 || len(items) != 6 {
 		t.Errorf("inspect: %+v, %d items", ci, len(items))
+	}
+}
+
+// Segments of the chunk log are deleted once no item uses them and
+// rewritten once mostly unused, so the log stays near the live data.
+func TestDurableChunkLogIsCollected(t *testing.T) {
+	defer func(n int64) { segmentBytes = n }(segmentBytes)
+	segmentBytes = 4 << 10
+	for _, remover := range []sampler.Spec{sampler.FIFOSpec(), sampler.UniformSpec()} {
+		t.Run(remover.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			tables := []table.Options{{Name: "t", Remover: remover, MaxSize: 20, Seed: 1}}
+			ts := durableServer(t, tables, dir, nil)
+			c := dial(t, ts.addr)
+			d := ts.srv.durable
+			segments := func() int {
+				ents, _ := os.ReadDir(filepath.Join(dir, durableName, chunkLogDirName))
+				return len(ents)
+			}
+			for round := 0; round < 10; round++ {
+				insertItems(t, c, []string{"t"}, uint64(1000*round+1), 40)
+				if err := d.reconcile(false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			live := int64(0)
+			for _, loc := range d.chunkLocs {
+				live += int64(loc.n)
+			}
+			disk := d.chunks.diskBytes()
+			t.Logf("%d segments, %d bytes on disk for %d live", segments(), disk, live)
+			if len(d.chunkLocs) != 20 || disk > 4*live+2*segmentBytes+(64<<10) {
+				t.Errorf("%d chunks, %d bytes on disk for %d live", len(d.chunkLocs), disk, live)
+			}
+			want := itemState(t, ts.srv, "t")
+			ts2 := durableServer(t, tables, crashImage(t, dir), nil)
+			sameState(t, "after a crash", itemState(t, ts2.srv, "t"), want)
+			snap, _ := ts2.srv.Table("t").Snapshot()
+			for _, it := range snap.Items {
+				if it.Chunks[0].Key != it.Key || len(it.Chunks[0].Data) == 0 {
+					t.Fatalf("item %d chunk %+v", it.Key, it.Chunks[0])
+				}
+			}
+		})
 	}
 }
