@@ -300,21 +300,34 @@ func rebuildDurable(ctx context.Context, path string, opts CheckpointOptions, lo
 	return d, nil
 }
 
+// reconcileBudget bounds the time spent reconciling: the wait before the
+// next reconcile is at least this many times the last one's duration (a
+// reconcile of a million items takes a few hundred milliseconds, mostly the
+// table snapshot).
+const reconcileBudget = 20
+
 // start runs the periodic reconcile.
 func (d *durable) start() {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		t := time.NewTicker(d.opts.ReconcileInterval)
-		defer t.Stop()
+		wait := d.opts.ReconcileInterval
 		for {
+			t := time.NewTimer(wait)
 			select {
 			case <-d.stop:
+				t.Stop()
 				return
 			case <-t.C:
-				if err := d.reconcile(false); err != nil {
-					d.log.Error("durable store: reconcile failed", "err", err)
-				}
+			}
+			start := time.Now()
+			if err := d.reconcile(false); err != nil {
+				d.log.Error("durable store: reconcile failed", "err", err)
+			}
+			took := time.Since(start)
+			wait = max(d.opts.ReconcileInterval, reconcileBudget*took)
+			if took > time.Second {
+				d.log.Info("durable store: reconcile is slow; reconciling less often", "took", took, "next_in", wait)
 			}
 		}
 	}()
