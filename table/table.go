@@ -127,31 +127,22 @@ func (t *Table) Insert(ctx context.Context, it Item) error {
 		return err
 	}
 	t.mu.Lock()
-	waited := false
-	for {
-		if t.mu.closed {
-			t.mu.Unlock()
-			return fmt.Errorf("%w: %q", ErrClosed, t.opts.Name)
+	var old *item
+	_, err := t.awaitLocked(ctx, "insert", &t.mu.insertWaits, &t.mu.insertWaiting, func() bool {
+		if rec, ok := t.itemLocked(it.Key); ok {
+			old = rec // an existing key only gets its priority updated
+			return true
 		}
-		if old, ok := t.itemLocked(it.Key); ok {
-			err := t.updateLocked(old, it.Priority)
-			t.mu.Unlock()
-			return err
-		}
-		if t.mu.limiter.CanInsert(1) {
-			break
-		}
-		if !waited {
-			waited = true
-			t.mu.insertWaits++
-		}
-		t.mu.insertWaiting++
-		err := t.waitLocked(ctx)
-		t.mu.insertWaiting--
-		if err != nil {
-			t.mu.Unlock()
-			return fmt.Errorf("table %q: rate limiter: timed out waiting for the right to insert: %w", t.opts.Name, err)
-		}
+		return t.mu.limiter.CanInsert(1)
+	})
+	if err != nil {
+		t.mu.Unlock()
+		return err
+	}
+	if old != nil {
+		err := t.updateLocked(old, it.Priority)
+		t.mu.Unlock()
+		return err
 	}
 	var scratch [4]*Chunk // released chunks; usually fits on the stack
 	released := scratch[:0]
@@ -290,26 +281,12 @@ func (t *Table) sample(ctx context.Context, n int, flexible bool, dst []Sampled)
 		need = 1
 	}
 	t.mu.Lock()
-	waited := false
-	for {
-		if t.mu.closed {
-			t.mu.Unlock()
-			return dst, fmt.Errorf("%w: %q", ErrClosed, t.opts.Name)
-		}
-		if t.mu.limiter.CanSample(need) && t.mu.items.Len() > 0 {
-			break
-		}
-		if !waited {
-			waited = true
-			t.mu.sampleWaits++
-		}
-		t.mu.sampleWaiting++
-		err := t.waitLocked(ctx)
-		t.mu.sampleWaiting--
-		if err != nil {
-			t.mu.Unlock()
-			return dst, fmt.Errorf("table %q: rate limiter: timed out waiting for the right to sample: %w", t.opts.Name, err)
-		}
+	waited, err := t.awaitLocked(ctx, "sample", &t.mu.sampleWaits, &t.mu.sampleWaiting, func() bool {
+		return t.mu.limiter.CanSample(need) && t.mu.items.Len() > 0
+	})
+	if err != nil {
+		t.mu.Unlock()
+		return dst, err
 	}
 	var scratch [4]*Chunk
 	released := scratch[:0]
@@ -466,6 +443,31 @@ func (t *Table) Size() int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return int64(t.mu.items.Len())
+}
+
+// awaitLocked waits until ready reports true, counting the call in waits
+// (once, if it waited at all) and in waiting (while it waits). It returns
+// whether it waited, ErrClosed if the table closes, or ctx's error. t.mu is
+// held on entry and on return.
+func (t *Table) awaitLocked(ctx context.Context, what string, waits *int64, waiting *int, ready func() bool) (waited bool, err error) {
+	for {
+		if t.mu.closed {
+			return waited, fmt.Errorf("%w: %q", ErrClosed, t.opts.Name)
+		}
+		if ready() {
+			return waited, nil
+		}
+		if !waited {
+			waited = true
+			*waits++
+		}
+		*waiting++
+		err := t.waitLocked(ctx)
+		*waiting--
+		if err != nil {
+			return waited, fmt.Errorf("table %q: rate limiter: timed out waiting for the right to %s: %w", t.opts.Name, what, err)
+		}
+	}
 }
 
 // waitLocked releases t.mu until the table's state changes or ctx ends, then
