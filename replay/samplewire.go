@@ -387,3 +387,7 @@ func (a *intArena) take(n int) []int {
 	a.block = a.block[n:]
 	return s
 }
+
+// samplePipelineDepth is how many responses a Sample stream splits the
+// client's credit window into (see Server.Sample).
+const samplePipelineDepth = 4

@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -262,5 +263,53 @@ func BenchmarkSampleResponse(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestSampleStreamSplitsWindow checks that the server sends a window of
+// credit in samplePipelineDepth responses, never more samples than granted.
+func TestSampleStreamSplitsWindow(t *testing.T) {
+	ts := startServer(t, oneTable(table.Options{}))
+	c := dial(t, ts.addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var chunks []*table.Chunk
+	var items []insertItem
+	for k := uint64(1); k <= 20; k++ {
+		ch := encodeChunk(t, k, 1, "x", tensor.Scalar(float32(k)))
+		chunks = append(chunks, ch)
+		items = append(items, insertItem{table: "t", key: k, priority: 1, trajectory: whole(ch)})
+	}
+	if _, err := rawInsert(ctx, c, chunks, items, nil); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.rpc.Sample(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const window = 4 * samplePipelineDepth
+	if err := st.Send(buildSampleRequest("t", window, 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int
+	for got := 0; got < window; {
+		resp, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := parseSampleResponse(messageBytes(resp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, len(out))
+		got += len(out)
+	}
+	for _, n := range sizes {
+		if n > window/samplePipelineDepth {
+			t.Fatalf("response sizes %v: more than %d samples in one", sizes, window/samplePipelineDepth)
+		}
+	}
+	if n := ts.srv.Table("t").Info().Limiter.Samples; n != window {
+		t.Fatalf("server sampled %d, granted %d", n, window)
 	}
 }

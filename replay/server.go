@@ -497,6 +497,7 @@ func (s *Server) Sample(stream wire.ReplayService_SampleServer) error {
 	var buf []table.Sampled
 	var rw sampleResponseWriter
 	avgBytes := 0
+	var window int64 // the most credit the client has had outstanding
 	for {
 		if req.maxSamples > 0 && sent >= req.maxSamples {
 			return nil
@@ -521,6 +522,12 @@ func (s *Server) Sample(stream wire.ReplayService_SampleServer) error {
 		if avgBytes > 0 {
 			limit = max(1, min(limit, s.opts.SampleBatchBytes/avgBytes))
 		}
+		// Send the client's window in several responses, so that it
+		// decodes one while the next is built: a fast client returns its
+		// credit in a burst, and one response of the whole window would
+		// leave one side idle while the other works.
+		window = max(window, n)
+		limit = min(limit, int(max(1, (window+samplePipelineDepth-1)/samplePipelineDepth)))
 		want = min(want, int64(limit))
 
 		sctx, cancel := ctx, context.CancelFunc(func() {})
