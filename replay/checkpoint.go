@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	flatbuffers "github.com/google/flatbuffers/go"
 
 	"github.com/recall-rl/recall/ratelimit"
@@ -112,6 +113,7 @@ const (
 	tmpSuffix        = ".tmp"
 	durableName      = "durable"
 	manifestName     = "MANIFEST.json"
+	lockName         = "LOCK"
 	storeDirName     = "db"
 	// checkpointTimeLayout names checkpoints so that names sort by time.
 	checkpointTimeLayout = "20060102T150405.000000000Z"
@@ -136,6 +138,7 @@ type checkpointer struct {
 	s    *Server
 	opts CheckpointOptions
 	log  *slog.Logger
+	lock io.Closer // DIR/LOCK: one server per directory
 	// writing serialises checkpoint writes.
 	writing sync.Mutex
 	stop    chan struct{}
@@ -161,11 +164,16 @@ func (s *Server) openCheckpoints() error {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return fmt.Errorf("checkpoint directory: %w", err)
 	}
-	c := &checkpointer{s: s, opts: o, log: s.log.With("component", "checkpoint"), stop: make(chan struct{})}
+	lock, err := vfs.Default.Lock(filepath.Join(o.Dir, lockName))
+	if err != nil {
+		return fmt.Errorf("replay: checkpoint directory %s is in use by another server: %w", o.Dir, err)
+	}
+	c := &checkpointer{s: s, opts: o, log: s.log.With("component", "checkpoint"), stop: make(chan struct{}), lock: lock}
 	c.stopCtx, c.cancel = context.WithCancel(context.Background())
 	c.cleanTemporary()
 	if err := c.restore(); err != nil {
 		c.cancel()
+		lock.Close()
 		if s.durable != nil {
 			s.durable.close(false)
 			s.durable = nil
@@ -197,6 +205,7 @@ func (s *Server) closeCheckpoints() {
 	if s.durable != nil {
 		s.durable.close(true)
 	}
+	c.lock.Close()
 }
 
 // cleanTemporary deletes what interrupted writes left: *.tmp entries.

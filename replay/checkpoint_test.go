@@ -661,3 +661,17 @@ func ExampleServer_WriteCheckpoint() {
 	fmt.Println(strings.HasPrefix(filepath.Base(path), "ckpt-"))
 	// Output: true
 }
+
+func TestCheckpointDirectoryIsLocked(t *testing.T) {
+	dir := t.TempDir()
+	ckptServer(t, ServerOptions{Tables: simpleTables()}, dir, nil)
+	opts := ServerOptions{Tables: simpleTables(), Logger: discardLogger()}
+	opts.Checkpoint.Dir = dir
+	if _, err := NewServer(opts); err == nil || !strings.Contains(err.Error(), "in use by another server") {
+		t.Fatalf("second server on %s: %v", dir, err)
+	}
+	infos, err := ListCheckpoints(dir, InspectOptions{})
+	if err != nil || len(infos) != 0 {
+		t.Errorf("ListCheckpoints: %+v, %v", infos, err)
+	}
+}
