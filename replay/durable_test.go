@@ -499,3 +499,50 @@ func TestDurableChunkLogIsCollected(t *testing.T) {
 		})
 	}
 }
+
+// A durable store that fails its checks is reported, moved aside, and the
+// newest checkpoint is restored (and a new durable store built from it).
+func TestDurableCorruptStoreFallsBackToCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	ts := durableServer(t, simpleTables(), dir, nil)
+	c := dial(t, ts.addr)
+	insertItems(t, c, []string{"a"}, 1, 5)
+	if _, err := c.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	insertItems(t, c, []string{"a"}, 10, 5)
+	ts.srv.Stop()
+
+	seg := filepath.Join(dir, durableName, chunkLogDirName, segmentName(1))
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)-3] ^= 0x10
+	if err := os.WriteFile(seg, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := InspectCheckpoint(filepath.Join(dir, durableName), InspectOptions{}); err == nil || !strings.Contains(err.Error(), "fails its checksum") {
+		t.Errorf("inspect of the damaged durable store: %v", err)
+	}
+
+	var logs logBuffer
+	ts2 := durableServer(t, simpleTables(), dir, &logs)
+	if got := ts2.srv.Table("a").Size(); got != 5 {
+		t.Errorf("restored %d items, want the checkpoint's 5", got)
+	}
+	for _, want := range []string{"the durable store cannot be used; looking for checkpoints", "fails its checksum", "moved the unusable durable store aside"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs lack %q:\n%s", want, logs.String())
+		}
+	}
+	matches, _ := filepath.Glob(filepath.Join(dir, durableName+".corrupt-*"))
+	if len(matches) != 1 {
+		t.Errorf("damaged store kept as %v", matches)
+	}
+	insertItems(t, dial(t, ts2.addr), []string{"a"}, 20, 1)
+	ts3 := durableServer(t, simpleTables(), crashImage(t, dir), nil)
+	if got := ts3.srv.Table("a").Size(); got != 6 {
+		t.Errorf("restored %d items from the rebuilt durable store, want 6", got)
+	}
+}
