@@ -83,6 +83,20 @@ func TestReplayctlCheckpoint(t *testing.T) {
 		t.Errorf("inspect --json: %+v", one)
 	}
 
+	// Restored, the limiter counters and the reason sampling blocks show in
+	// info.
+	addr2, srv2 := startServer(t, replay.ServerOptions{Checkpoint: replay.CheckpointOptions{Dir: dir}})
+	r = ctl(t, "--addr", addr2, "info", "--json")
+	var info infoJSON
+	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil {
+		t.Fatalf("%v\n%s", err, r)
+	}
+	if qi := info.Tables[1]; qi.Name != "queue" || qi.Inserts != 2 || qi.Samples != 2 || qi.Deletes != 2 || qi.SampleBlockedReason != q.SampleBlockedReason {
+		t.Errorf("restored queue info %+v, want the checkpoint's counters and %q", qi, q.SampleBlockedReason)
+	}
+	ctl(t, "--addr", addr2, "info").check(t, 0, []string{"queue: sampling blocked: " + q.SampleBlockedReason}, nil)
+	srv2.Stop()
+
 	// A corrupt checkpoint is reported as such.
 	flipByte(t, path)
 	ctl(t, "checkpoint", "ls", dir).check(t, 0, []string{"corrupt checkpoint", "fails its checksum"}, nil)
