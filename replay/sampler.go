@@ -384,12 +384,24 @@ func (w *sampleWorker) stream() error {
 	}
 
 	sendErr := make(chan error, 1)
+	senderDone := make(chan struct{})
+	// The stream ends only once its sender has: a sender outliving it could
+	// take the next stream's kick and owed credit, or grant after the
+	// deferred unreserve has run.
+	defer func() {
+		cancel()
+		<-senderDone
+	}()
 	go func() {
+		defer close(senderDone)
 		threshold := w.threshold
 		for {
 			select {
 			case <-w.kick:
 			case <-ctx.Done():
+				return
+			}
+			if ctx.Err() != nil {
 				return
 			}
 			if n := w.owed.Load(); n >= threshold {
