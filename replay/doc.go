@@ -35,6 +35,13 @@
 //	s, err := c.NewSampler("default")
 //	sample, err := s.Next(ctx)
 //
+// # Checkpoints and durability
+//
+// With ServerOptions.Checkpoint the server writes consistent, atomic
+// checkpoints to a directory (on request, periodically) and restores the
+// newest at start; in durable mode every acknowledged change is logged
+// before its ack. docs/checkpoints.md describes the format and guarantees.
+//
 // # Errors
 //
 // This package is the only place where errors become gRPC status codes:

@@ -21,7 +21,14 @@
 //	                              blocks.
 //	reset TABLE                   delete every item of TABLE and zero its counters.
 //	checkpoint                    ask the server to write a checkpoint and print its path; a server
-//	                              without checkpoint support is reported as such (exit status 1).
+//	                              started without --checkpoint-dir is reported as such (exit status 1).
+//	checkpoint ls DIR             list the checkpoints in DIR, newest first, with their status
+//	                              (complete, corrupt), creation time, tables, items and bytes; no
+//	                              server needed.
+//	checkpoint inspect PATH       what one checkpoint holds: tables and their options, item counts,
+//	                              chunks and bytes, limiter counters and why sampling would block
+//	                              after a restore; --items N lists items, --json, --quick skips the
+//	                              checksum pass. No server needed.
 //	bench [flags]                 a load benchmark (replayctl bench -h).
 //	help [COMMAND]                the usage, or a command's flags.
 //

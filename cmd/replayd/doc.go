@@ -25,6 +25,15 @@
 //	--log-level LEVEL           debug, info (default), warn, error
 //	--log-format FORMAT         text (default) or json
 //	--shutdown-timeout D        grace period on SIGINT/SIGTERM (default 10s)
+//	--gc-headroom MIB           heap growth allowed past the live data before a GC (default 128;
+//	                            0 or $GOGC: Go's default), so RSS stays near the data held
+//	--checkpoint-dir DIR        write checkpoints here and restore the newest state at start
+//	--checkpoint-interval D     also checkpoint periodically (default: only on request)
+//	--checkpoint-keep N         checkpoints kept (default 3)
+//	--durable                   log every acknowledged insert, priority change and delete before
+//	                            the ack, so a killed replayd loses nothing it acknowledged
+//	--durable-sync-interval D, --durable-reconcile-interval D, --durable-fsync=false
+//	                            durable-mode tuning (see docs/checkpoints.md)
 //	--version                   print the version and exit
 //
 // # Output
