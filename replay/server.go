@@ -336,12 +336,12 @@ func (s *Server) Insert(stream wire.ReplayService_InsertServer) error {
 			return m.err
 		}
 		s.metrics.insertBytes.Add(int64(m.n))
-		acked = acked[:0]
 		var dtok durableToken
 		if s.durable != nil {
 			dtok = s.durable.begin(&m.req, pending.refs)
 		}
-		acked, err := s.insertRequest(ctx, &m.req, pending, acked)
+		var err error
+		acked, err = s.insertRequest(ctx, &m.req, pending, acked[:0])
 		if s.durable != nil {
 			// Acknowledged items must be in the durable store first.
 			acked, err = s.durable.commitInsert(dtok, &m.req, acked, err)
