@@ -193,9 +193,17 @@ func New(spec Spec, seed uint64) (Selector, error) {
 	}
 }
 
+// ValidPriority reports whether p is a priority every selector accepts:
+// finite and >= 0 (NaN, infinities and negative numbers are not). Callers
+// that check priorities before they reach a selector, such as tables, use it
+// so that there is one rule.
+func ValidPriority(p float64) bool {
+	return !math.IsNaN(p) && !math.IsInf(p, 0) && p >= 0
+}
+
 // checkPriority returns ErrInvalidPriority (wrapped) unless p is finite and >= 0.
 func checkPriority(key uint64, p float64) error {
-	if math.IsNaN(p) || math.IsInf(p, 0) || p < 0 {
+	if !ValidPriority(p) {
 		return fmt.Errorf("%w: key %d has priority %v (must be finite and >= 0)", ErrInvalidPriority, key, p)
 	}
 	return nil

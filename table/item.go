@@ -2,8 +2,9 @@ package table
 
 import (
 	"fmt"
-	"math"
 	"time"
+
+	"github.com/recall-rl/recall/sampler"
 )
 
 // ChunkSlice selects Length consecutive steps, starting at Offset, of the
@@ -74,9 +75,10 @@ type item struct {
 	chunks []*Chunk
 }
 
-// validPriority reports an error for a NaN, infinite or negative priority.
+// validPriority reports an error for a priority the selectors would refuse
+// (NaN, infinite or negative), as a table error.
 func validPriority(key uint64, p float64) error {
-	if math.IsNaN(p) || math.IsInf(p, 0) || p < 0 {
+	if !sampler.ValidPriority(p) {
 		return fmt.Errorf("%w: item %d has priority %v (must be finite and >= 0)", ErrInvalidPriority, key, p)
 	}
 	return nil
