@@ -265,10 +265,10 @@ func rebuildDurable(ctx context.Context, path string, opts CheckpointOptions, lo
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
-	chunks.close()
 	if err == nil {
-		_, err = checksumFiles(tmp, chunkLogDirName, true) // syncs the segments
+		err = chunks.syncAll()
 	}
+	chunks.close()
 	if err != nil {
 		_ = os.RemoveAll(tmp)
 		return nil, err

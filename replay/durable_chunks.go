@@ -327,6 +327,18 @@ func (l *chunkLog) sealedSegments() []*segment {
 	return out
 }
 
+// syncAll fsyncs every segment and the directory.
+func (l *chunkLog) syncAll() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.segs {
+		if err := s.f.Sync(); err != nil {
+			return err
+		}
+	}
+	return syncDir(l.dir)
+}
+
 func (l *chunkLog) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
