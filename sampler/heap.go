@@ -27,8 +27,8 @@ type heap struct {
 	seq     uint64
 }
 
-func newHeap(maxHeap bool) heap {
-	return heap{negate: maxHeap, pos: keyindex.New()}
+func newHeap(maxHeap bool, pos keyindex.Index) heap {
+	return heap{negate: maxHeap, pos: pos}
 }
 
 func (h *heap) order(priority float64) float64 {
@@ -178,7 +178,7 @@ type MinHeap struct{ h heap }
 var _ Selector = (*MinHeap)(nil)
 
 // NewMinHeap returns an empty MinHeap selector.
-func NewMinHeap() *MinHeap { return &MinHeap{h: newHeap(false)} }
+func NewMinHeap() *MinHeap { return &MinHeap{h: newHeap(false, keyindex.New())} }
 
 // Insert adds key with the given priority.
 func (s *MinHeap) Insert(key uint64, priority float64) error { return s.h.insert(key, priority) }
@@ -213,7 +213,7 @@ type MaxHeap struct{ h heap }
 var _ Selector = (*MaxHeap)(nil)
 
 // NewMaxHeap returns an empty MaxHeap selector.
-func NewMaxHeap() *MaxHeap { return &MaxHeap{h: newHeap(true)} }
+func NewMaxHeap() *MaxHeap { return &MaxHeap{h: newHeap(true, keyindex.New())} }
 
 // Insert adds key with the given priority.
 func (s *MaxHeap) Insert(key uint64, priority float64) error { return s.h.insert(key, priority) }

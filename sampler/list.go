@@ -21,8 +21,8 @@ type list struct {
 	free       int32 // first free node, or nilNode
 }
 
-func newList() list {
-	return list{pos: keyindex.New(), head: nilNode, tail: nilNode, free: nilNode}
+func newList(pos keyindex.Index) list {
+	return list{pos: pos, head: nilNode, tail: nilNode, free: nilNode}
 }
 
 func (l *list) insert(key uint64, priority float64) error {
@@ -112,7 +112,7 @@ type FIFO struct{ l list }
 var _ Selector = (*FIFO)(nil)
 
 // NewFIFO returns an empty FIFO selector.
-func NewFIFO() *FIFO { return &FIFO{l: newList()} }
+func NewFIFO() *FIFO { return &FIFO{l: newList(keyindex.New())} }
 
 // Insert adds key as the newest key. The priority is checked but not used.
 func (s *FIFO) Insert(key uint64, priority float64) error { return s.l.insert(key, priority) }
@@ -147,7 +147,7 @@ type LIFO struct{ l list }
 var _ Selector = (*LIFO)(nil)
 
 // NewLIFO returns an empty LIFO selector.
-func NewLIFO() *LIFO { return &LIFO{l: newList()} }
+func NewLIFO() *LIFO { return &LIFO{l: newList(keyindex.New())} }
 
 // Insert adds key as the newest key. The priority is checked but not used.
 func (s *LIFO) Insert(key uint64, priority float64) error { return s.l.insert(key, priority) }

@@ -2,9 +2,9 @@ package sampler
 
 import (
 	"fmt"
-	"github.com/recall-rl/recall/internal/keyindex"
 	"math"
 
+	"github.com/recall-rl/recall/internal/keyindex"
 	"github.com/recall-rl/recall/internal/sumtree"
 )
 
@@ -40,11 +40,13 @@ func NewPrioritized(exponent float64, seed uint64) (*Prioritized, error) {
 	if err := PrioritizedSpec(exponent).Validate(); err != nil {
 		return nil, err
 	}
-	return &Prioritized{
-		exponent: exponent,
-		pos:      keyindex.New(),
-		rng:      newRNG(seed),
-	}, nil
+	return newPrioritized(exponent, seed, keyindex.New()), nil
+}
+
+// newPrioritized is NewPrioritized for a validated exponent and a given
+// key index.
+func newPrioritized(exponent float64, seed uint64, pos keyindex.Index) *Prioritized {
+	return &Prioritized{exponent: exponent, pos: pos, rng: newRNG(seed)}
 }
 
 // weight returns priority^exponent, with 0^a = 0 for every a.

@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/recall-rl/recall/internal/keyindex"
 )
 
 // Errors returned by selectors. They are returned wrapped with the key or
@@ -167,29 +169,35 @@ func (s Spec) String() string {
 // New builds the selector described by spec. Selectors that draw random
 // numbers use a PCG source seeded with seed, so equal seeds and equal call
 // sequences give equal results.
-func New(spec Spec, seed uint64) (Selector, error) {
+func New(spec Spec, seed uint64) (Selector, error) { return build(spec, seed, keyindex.New) }
+
+// NewDense is New for selectors whose keys are small non-negative integers
+// that are reused after deletion, such as a table's slot numbers: keys are
+// then found by array index instead of by hashing, which saves a cache miss
+// per operation on large selectors. Keys must not exceed
+// keyindex.MaxDenseKey; memory grows with the largest key inserted.
+func NewDense(spec Spec, seed uint64) (Selector, error) {
+	return build(spec, seed, keyindex.NewDense)
+}
+
+// build is New and NewDense: newIndex makes the selector's key index.
+func build(spec Spec, seed uint64, newIndex func() keyindex.Index) (Selector, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
 	switch spec.Kind {
 	case KindUniform:
-		return NewUniform(seed), nil
+		return newUniform(seed, newIndex()), nil
 	case KindPrioritized:
-		// Not "return NewPrioritized(...)": on error that would wrap a nil
-		// *Prioritized in a non-nil Selector.
-		p, err := NewPrioritized(spec.PriorityExponent, seed)
-		if err != nil {
-			return nil, err
-		}
-		return p, nil
+		return newPrioritized(spec.PriorityExponent, seed, newIndex()), nil
 	case KindFIFO:
-		return NewFIFO(), nil
+		return &FIFO{l: newList(newIndex())}, nil
 	case KindLIFO:
-		return NewLIFO(), nil
+		return &LIFO{l: newList(newIndex())}, nil
 	case KindMinHeap:
-		return NewMinHeap(), nil
+		return &MinHeap{h: newHeap(false, newIndex())}, nil
 	default:
-		return NewMaxHeap(), nil
+		return &MaxHeap{h: newHeap(true, newIndex())}, nil
 	}
 }
 

@@ -18,8 +18,10 @@ var _ Selector = (*Uniform)(nil)
 
 // NewUniform returns an empty Uniform selector whose random draws are
 // determined by seed.
-func NewUniform(seed uint64) *Uniform {
-	return &Uniform{pos: keyindex.New(), rng: newRNG(seed)}
+func NewUniform(seed uint64) *Uniform { return newUniform(seed, keyindex.New()) }
+
+func newUniform(seed uint64, pos keyindex.Index) *Uniform {
+	return &Uniform{pos: pos, rng: newRNG(seed)}
 }
 
 // Insert adds key. The priority is checked but not used.
