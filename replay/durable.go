@@ -652,13 +652,20 @@ func (d *durable) collectSegmentsLocked() error {
 func (d *durable) deleteItemLocked(w *batchWriter, dt *durTable, key uint64, di *durItem) {
 	w.del(itemRecordKey(prefixItem, dt.id, key))
 	w.del(itemRecordKey(prefixPriority, dt.id, key))
-	for _, k := range di.chunks {
+	d.unrefChunksLocked(w, di.chunks)
+	delete(dt.items, key)
+}
+
+// unrefChunksLocked drops one store reference to each chunk in keys (an
+// item's chunks) and deletes those no item uses any more. d.mu must be
+// held.
+func (d *durable) unrefChunksLocked(w *batchWriter, keys []uint64) {
+	for _, k := range keys {
 		if d.chunkRefs[k]--; d.chunkRefs[k] <= 0 {
 			delete(d.chunkRefs, k)
 			d.deleteChunkLocked(w, k)
 		}
 	}
-	delete(dt.items, key)
 }
 
 // deleteChunkLocked deletes a chunk's pointer; its record in the chunk log
@@ -673,11 +680,26 @@ func (d *durable) deleteChunkLocked(w *batchWriter, k uint64) {
 	}
 }
 
-func (d *durable) failLocked(err error) {
+// failLocked makes err the store's sticky failure (unless it already
+// failed) and returns the sticky error. d.mu must be held.
+func (d *durable) failLocked(err error) error {
 	if d.failed == nil {
 		d.failed = fmt.Errorf("%w: durable store failed (restart the server): %v", ErrUnavailable, err)
 		d.log.Error("durable store failed; acknowledgements stop until the server restarts", "err", err)
 	}
+	return d.failed
+}
+
+// usableLocked returns why the store can take no more writes (it failed
+// or is closed), or nil. d.mu must be held.
+func (d *durable) usableLocked() error {
+	switch {
+	case d.failed != nil:
+		return d.failed
+	case d.closed:
+		return fmt.Errorf("%w: durable store closed", ErrUnavailable)
+	}
+	return nil
 }
 
 // sync syncs the write-ahead log, covering every batch applied before.
@@ -685,10 +707,8 @@ func (d *durable) failLocked(err error) {
 func (d *durable) sync() error {
 	if err := d.db.LogData(syncMarker, pebble.Sync); err != nil {
 		d.mu.Lock()
-		d.failLocked(err)
-		err = d.failed
-		d.mu.Unlock()
-		return err
+		defer d.mu.Unlock()
+		return d.failLocked(err)
 	}
 	return nil
 }
@@ -753,8 +773,7 @@ func (d *durable) commitInsert(tok durableToken, req *insertRequest, acked []uin
 	if perr != nil {
 		d.mu.Lock()
 		delete(d.inflight, tok.id)
-		d.failLocked(perr)
-		perr = d.failed
+		perr = d.failLocked(perr)
 		d.mu.Unlock()
 		return nil, perr
 	}
@@ -765,13 +784,9 @@ func (d *durable) commitInsert(tok durableToken, req *insertRequest, acked []uin
 		d.mu.Unlock()
 		return acked, err
 	}
-	if d.failed != nil || d.closed {
-		ferr := d.failed
-		if ferr == nil {
-			ferr = fmt.Errorf("%w: durable store closed", ErrUnavailable)
-		}
+	if uerr := d.usableLocked(); uerr != nil {
 		d.mu.Unlock()
-		return nil, ferr
+		return nil, uerr
 	}
 	w := d.writer(0) // one batch per request
 	var reqChunks map[uint64]*table.Chunk
@@ -852,8 +867,7 @@ func (d *durable) commitInsert(tok durableToken, req *insertRequest, acked []uin
 	}
 	w.set(asOfKey, encodeAsOf(time.Now()))
 	if ferr := d.finishLocked(w); ferr != nil {
-		d.failLocked(ferr)
-		ferr = d.failed
+		ferr = d.failLocked(ferr)
 		d.mu.Unlock()
 		return nil, ferr
 	}
@@ -934,12 +948,8 @@ func (s *Server) mutatePriorities(ctx context.Context, t *table.Table, updates m
 		return t.MutatePriorities(ctx, updates, deletes)
 	}
 	d.mu.Lock()
-	if d.failed != nil || d.closed {
-		err := d.failed
+	if err := d.usableLocked(); err != nil {
 		d.mu.Unlock()
-		if err == nil {
-			err = fmt.Errorf("%w: durable store closed", ErrUnavailable)
-		}
 		return err
 	}
 	err := t.MutatePriorities(ctx, updates, deletes)
@@ -987,8 +997,7 @@ func (s *Server) mutatePriorities(ctx context.Context, t *table.Table, updates m
 	w.set(stateRecordKey(dt.id), dt.state.encode())
 	w.set(asOfKey, encodeAsOf(time.Now()))
 	if ferr := d.finishLocked(w); ferr != nil {
-		d.failLocked(ferr)
-		ferr = d.failed
+		ferr = d.failLocked(ferr)
 		d.mu.Unlock()
 		return ferr
 	}
@@ -1008,12 +1017,8 @@ func (s *Server) resetTable(ctx context.Context, t *table.Table) error {
 		return t.Reset(ctx)
 	}
 	d.mu.Lock()
-	if d.failed != nil || d.closed {
-		err := d.failed
+	if err := d.usableLocked(); err != nil {
 		d.mu.Unlock()
-		if err == nil {
-			err = fmt.Errorf("%w: durable store closed", ErrUnavailable)
-		}
 		return err
 	}
 	if err := t.Reset(ctx); err != nil {
@@ -1023,12 +1028,7 @@ func (s *Server) resetTable(ctx context.Context, t *table.Table) error {
 	dt := d.tables[t.Name()]
 	w := d.writer(0)
 	for _, di := range dt.items {
-		for _, k := range di.chunks {
-			if d.chunkRefs[k]--; d.chunkRefs[k] <= 0 {
-				delete(d.chunkRefs, k)
-				d.deleteChunkLocked(w, k)
-			}
-		}
+		d.unrefChunksLocked(w, di.chunks)
 	}
 	clear(dt.items)
 	for _, p := range []byte{prefixItem, prefixPriority} {
@@ -1041,8 +1041,7 @@ func (s *Server) resetTable(ctx context.Context, t *table.Table) error {
 	w.set(stateRecordKey(dt.id), dt.state.encode())
 	w.set(asOfKey, encodeAsOf(time.Now()))
 	if ferr := d.finishLocked(w); ferr != nil {
-		d.failLocked(ferr)
-		ferr = d.failed
+		ferr = d.failLocked(ferr)
 		d.mu.Unlock()
 		return ferr
 	}
