@@ -2,6 +2,7 @@ package replay
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -925,11 +926,11 @@ func trimToMaxSize(s *table.Snapshot, o table.Options) int {
 	case sampler.KindLIFO:
 		slices.Reverse(order)
 	case sampler.KindMinHeap:
-		slices.SortStableFunc(order, func(a, b int) int { return cmpFloat(s.Items[a].Priority, s.Items[b].Priority) })
+		slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(s.Items[a].Priority, s.Items[b].Priority) })
 	case sampler.KindMaxHeap:
-		slices.SortStableFunc(order, func(a, b int) int { return cmpFloat(s.Items[b].Priority, s.Items[a].Priority) })
+		slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(s.Items[b].Priority, s.Items[a].Priority) })
 	}
-	drop := make(map[int]bool, excess)
+	drop := make([]bool, len(s.Items))
 	for _, i := range order[:excess] {
 		drop[i] = true
 	}
@@ -943,16 +944,6 @@ func trimToMaxSize(s *table.Snapshot, o table.Options) int {
 	s.Items = kept
 	s.Limiter.Deletes += int64(excess)
 	return excess
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // fixLimiterCounts makes inserts - deletes equal the number of items, which

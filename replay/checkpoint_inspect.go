@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -134,7 +136,16 @@ func ListCheckpoints(dir string, opts InspectOptions) ([]CheckpointInfo, error) 
 	if dur != nil {
 		out = append(out, *dur)
 	}
-	sortInfos(out)
+	// Newest first; a durable store wins a tie (the server prefers it).
+	rank := func(ci CheckpointInfo) int {
+		if ci.Kind == storeKindDurable {
+			return 0
+		}
+		return 1
+	}
+	slices.SortStableFunc(out, func(a, b CheckpointInfo) int {
+		return cmp.Or(b.Created.Compare(a.Created), cmp.Compare(rank(a), rank(b)))
+	})
 	// The server's choice: the newest usable checkpoint captured after the
 	// durable store's last write, else the durable store.
 	for i := range out {
@@ -144,19 +155,6 @@ func ListCheckpoints(dir string, opts InspectOptions) ([]CheckpointInfo, error) 
 		}
 	}
 	return out, nil
-}
-
-func sortInfos(out []CheckpointInfo) {
-	// Newest first; a durable store wins a tie (the server prefers it).
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0; j-- {
-			a, b := &out[j-1], &out[j]
-			if a.Created.After(b.Created) || (a.Created.Equal(b.Created) && a.Kind == storeKindDurable) {
-				break
-			}
-			*a, *b = *b, *a
-		}
-	}
 }
 
 func (ci *CheckpointInfo) fromManifest(m *checkpointManifest) {

@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -391,18 +392,10 @@ func readStore(ctx context.Context, db *pebble.DB, keepData bool, chunks *chunkL
 	}
 	slices.Sort(sc.orphans)
 	for _, t := range sc.tables {
-		slices.SortFunc(t.items, func(a, b storedItem) int {
-			switch {
-			case a.rec.Seq < b.rec.Seq:
-				return -1
-			case a.rec.Seq > b.rec.Seq:
-				return 1
-			}
-			return 0
-		})
+		slices.SortFunc(t.items, func(a, b storedItem) int { return cmp.Compare(a.rec.Seq, b.rec.Seq) })
 	}
 	// Table ids follow the config order the tables were captured in.
-	slices.SortFunc(sc.tables, func(a, b *storedTable) int { return cmpUint32(a.id, b.id) })
+	slices.SortFunc(sc.tables, func(a, b *storedTable) int { return cmp.Compare(a.id, b.id) })
 	return sc, nil
 }
 
@@ -426,16 +419,6 @@ func (t *storedTable) snapshot() *table.Snapshot {
 		}
 	}
 	return s
-}
-
-func cmpUint32(a, b uint32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // walNoSyncFS is the default file system except that the write-ahead

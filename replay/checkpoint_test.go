@@ -2,6 +2,7 @@ package replay
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -254,9 +255,9 @@ func checkDeterministicOrder(t *testing.T, s *Server, before map[string]*table.S
 		case sampler.KindLIFO:
 			want = snap.Items[len(snap.Items)-1].Key
 		case sampler.KindMinHeap:
-			want = slices.MinFunc(snap.Items, func(a, b table.SnapshotItem) int { return cmpFloat(a.Priority, b.Priority) }).Key
+			want = slices.MinFunc(snap.Items, func(a, b table.SnapshotItem) int { return cmp.Compare(a.Priority, b.Priority) }).Key
 		case sampler.KindMaxHeap:
-			want = slices.MaxFunc(snap.Items, func(a, b table.SnapshotItem) int { return cmpFloat(a.Priority, b.Priority) }).Key
+			want = slices.MaxFunc(snap.Items, func(a, b table.SnapshotItem) int { return cmp.Compare(a.Priority, b.Priority) }).Key
 		default:
 			continue
 		}

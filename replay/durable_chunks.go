@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -323,7 +324,7 @@ func (l *chunkLog) sealedSegments() []*segment {
 			out = append(out, s)
 		}
 	}
-	slices.SortFunc(out, func(a, b *segment) int { return cmpUint32(a.id, b.id) })
+	slices.SortFunc(out, func(a, b *segment) int { return cmp.Compare(a.id, b.id) })
 	return out
 }
 
