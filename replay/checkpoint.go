@@ -681,12 +681,16 @@ func openStoreReadOnly(path string, log *slog.Logger) (*pebble.DB, error) {
 	db, err := pebble.Open(path, o)
 	if err != nil {
 		if isLockError(err) {
-			return nil, fmt.Errorf("%s is in use by a running server: %w", path, err)
+			return nil, fmt.Errorf("%s is %w: %w", path, errStoreInUse, err)
 		}
 		return nil, err
 	}
 	return db, nil
 }
+
+// errStoreInUse is returned (wrapped) by openStoreReadOnly for a store a
+// running server holds open.
+var errStoreInUse = errors.New("in use by a running server")
 
 func isLockError(err error) bool {
 	s := err.Error()

@@ -114,7 +114,7 @@ func ListCheckpoints(dir string, opts InspectOptions) ([]CheckpointInfo, error) 
 		p := filepath.Join(dir, name)
 		switch {
 		case name == durableName && e.IsDir():
-			ci := inspectDurable(p, opts)
+			ci, _ := inspectDurable(p, opts)
 			dur = &ci
 		case strings.HasPrefix(name, checkpointPrefix) && strings.HasSuffix(name, tmpSuffix):
 			created, _ := parseCheckpointName(strings.TrimSuffix(name, tmpSuffix))
@@ -191,22 +191,24 @@ func (ci *CheckpointInfo) fromContents(sc *storeContents) {
 	}
 }
 
-func inspectDurable(p string, opts InspectOptions) CheckpointInfo {
-	ci := CheckpointInfo{Path: p, Kind: storeKindDurable, Complete: true, DiskBytes: diskBytes(p)}
+// inspectDurable describes the durable store at p and returns what it
+// holds; ci.Err says why it cannot be read (then sc is nil).
+func inspectDurable(p string, opts InspectOptions) (ci CheckpointInfo, sc *storeContents) {
+	ci = CheckpointInfo{Path: p, Kind: storeKindDurable, Complete: true, DiskBytes: diskBytes(p)}
 	sc, err := readDurableReadOnly(p, opts)
 	if err != nil {
 		ci.Err = err
-		return ci
+		return ci, nil
 	}
 	ci.Created = sc.asOf
 	ci.fromContents(sc)
-	return ci
+	return ci, sc
 }
 
 func readDurableReadOnly(p string, opts InspectOptions) (*storeContents, error) {
 	db, err := openStoreReadOnly(filepath.Join(p, durableMetaName), opts.logger())
 	if err != nil {
-		if strings.Contains(err.Error(), "in use by a running server") {
+		if errors.Is(err, errStoreInUse) {
 			return nil, err
 		}
 		return nil, corruptf("cannot open: %v", err)
@@ -236,14 +238,10 @@ func InspectCheckpoint(path string, opts InspectOptions) (CheckpointInfo, []Chec
 	case exists(filepath.Join(path, manifestName)):
 		return inspectCheckpointDir(path, opts)
 	case isPebbleDir(filepath.Join(path, durableMetaName)):
-		ci := CheckpointInfo{Path: path, Kind: storeKindDurable, Complete: true, DiskBytes: diskBytes(path)}
-		sc, err := readDurableReadOnly(path, opts)
-		if err != nil {
-			ci.Err = err
-			return ci, nil, err
+		ci, sc := inspectDurable(path, opts)
+		if ci.Err != nil {
+			return ci, nil, ci.Err
 		}
-		ci.Created = sc.asOf
-		ci.fromContents(sc)
 		return ci, listItems(sc, opts.Items), nil
 	}
 	if strings.HasSuffix(path, tmpSuffix) {
