@@ -2,14 +2,7 @@ package courier_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,41 +11,13 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/recall-rl/recall/courier"
+	"github.com/recall-rl/recall/internal/testutil"
 )
 
-// selfSigned returns a server certificate for 127.0.0.1 and a pool trusting it.
-func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "courier test"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
-}
-
 func TestTLS(t *testing.T) {
-	cert, pool := selfSigned(t)
-	_, addr := serve(t, newService(), courier.WithTLS(&tls.Config{Certificates: []tls.Certificate{cert}}))
-	c := dial(t, addr, courier.WithTLS(&tls.Config{RootCAs: pool}))
+	cert := testutil.SelfSignedCert(t)
+	_, addr := serve(t, newService(), courier.WithTLS(&tls.Config{Certificates: []tls.Certificate{cert.TLS}}))
+	c := dial(t, addr, courier.WithTLS(&tls.Config{RootCAs: cert.Pool}))
 	if n, err := courier.CallT[int](context.Background(), c, "Add", 2, 2); err != nil || n != 4 {
 		t.Fatalf("Add over TLS = %v, %v", n, err)
 	}

@@ -1,7 +1,6 @@
 package launch_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,11 +10,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/recall-rl/recall/courier"
+	"github.com/recall-rl/recall/internal/testutil"
 	"github.com/recall-rl/recall/launch"
 	"github.com/recall-rl/recall/program"
 	"github.com/recall-rl/recall/replay"
@@ -302,29 +301,22 @@ func build(tp params) *program.Program {
 	return p
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// startLauncher runs this test binary as the launcher (launch type lt) of
+// the test program tp, with env added to its environment.
+func startLauncher(t *testing.T, lt string, tp params, env ...string) *testutil.Process {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testutil.StartProcess(t, exe, append([]string{tp.env(), noRaceExitSleep, envLauncher + "=" + lt}, env...))
 }
 
 // launchMP launches the test program tp under local_mp in this process,
 // with output captured, and returns its error, output and duration.
 func launchMP(t *testing.T, tp params, opts ...launch.Option) (string, time.Duration, error) {
 	t.Helper()
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	opts = append([]launch.Option{
 		launch.WithLaunchType(launch.LocalMP),
 		launch.WithArgs(nil),

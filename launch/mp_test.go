@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/recall-rl/recall/courier"
+	"github.com/recall-rl/recall/internal/testutil"
 	"github.com/recall-rl/recall/launch"
 )
 
@@ -152,7 +153,7 @@ func TestLocalMP_32Nodes(t *testing.T) {
 	t.Parallel()
 	const n = 32
 	tp := params{Kind: "serve", N: n, Dir: t.TempDir()}
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -240,7 +241,7 @@ func TestLocalMP_StopFromRPC(t *testing.T) {
 func TestLocalMP_StopFromLauncher(t *testing.T) {
 	t.Parallel()
 	tp := params{Kind: "serve", N: 2, Dir: t.TempDir()}
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	r, err := launch.Start(context.Background(), build(tp), launch.WithLaunchType(launch.LocalMP),
 		launch.WithArgs(nil), launch.WithEnv(tp.env(), noRaceExitSleep), launch.WithOutput(&out, &out), launch.WithSignalHandling(false))
 	if err != nil {
@@ -341,17 +342,7 @@ func TestLocalMP_SIGKILLLauncher(t *testing.T) {
 	dir := t.TempDir()
 	tp := params{Kind: "sigkill", N: 2, Dir: dir}
 	mark := "LAUNCH_TEST_MARK=" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), tp.env(), noRaceExitSleep, envLauncher+"=local_mp", mark)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	launcher := startLauncher(t, "local_mp", tp, mark)
 	// Wait for every node to be up: sleepers with their grandchildren,
 	// echos serving.
 	files := []string{"sleeper0.pid", "sleeper1.pid", "echo0.pid", "echo1.pid"}
@@ -363,9 +354,7 @@ func TestLocalMP_SIGKILLLauncher(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-				t.Fatalf("%s never appeared; launcher output:\n%s", f, out.String())
+				t.Fatalf("%s never appeared; launcher output:\n%s", f, launcher.Output.String())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -377,15 +366,13 @@ func TestLocalMP_SIGKILLLauncher(t *testing.T) {
 		t.Fatalf("only %d marked processes: %v", len(marked), marked)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
+	launcher.Signal(t, syscall.SIGKILL)
+	launcher.Wait(t, 10*time.Second) // -1: killed
 	deadline = time.Now().Add(10 * time.Second)
 	for {
 		var left []string
 		for _, pid := range append(pids, marked...) {
-			if pid != cmd.Process.Pid && alive(pid) {
+			if pid != launcher.Cmd.Process.Pid && alive(pid) {
 				left = append(left, fmt.Sprintf("%d (%s)", pid, procStat(pid)))
 			}
 		}

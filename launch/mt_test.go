@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -181,27 +180,17 @@ func TestSignalStopsProgram(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			tp := params{Kind: "sigkill", N: 1, Dir: dir, Grace: 10 * time.Second}
-			exe, err := os.Executable()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command(exe)
-			cmd.Env = append(os.Environ(), tp.env(), noRaceExitSleep, envLauncher+"="+lt)
-			var out syncBuffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
+			launcher := startLauncher(t, lt, tp)
 			for _, f := range []string{"sleeper0.pid", "echo1.pid"} {
 				waitFile(t, filepath.Join(dir, f), 30*time.Second)
 			}
 			start := time.Now()
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			err = cmd.Wait()
-			t.Logf("launcher exited after %v: %v; output:\n%s", time.Since(start), err, out.String())
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(out.String(), "launch: interrupted by signal terminated") {
-				t.Fatalf("launcher: %v, want exit code 1 and an interrupted error", err)
+			launcher.Signal(t, syscall.SIGTERM)
+			code := launcher.Wait(t, 30*time.Second)
+			out := launcher.Output.String()
+			t.Logf("launcher exited after %v with status %d; output:\n%s", time.Since(start), code, out)
+			if code != 1 || !strings.Contains(out, "launch: interrupted by signal terminated") {
+				t.Fatalf("launcher: exit status %d, want 1 and an interrupted error", code)
 			}
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("stopping took %v, want well under the grace period", d)

@@ -1,11 +1,11 @@
 package main
 
 import (
-	"os/exec"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/recall-rl/recall/internal/testutil"
 	"github.com/recall-rl/recall/replay"
 )
 
@@ -18,25 +18,19 @@ func TestKilledWriterLeavesNothingBehind(t *testing.T) {
 	_, ctlPath := binaries(t)
 	addr, srv := startServer(t, replay.ServerOptions{})
 	for round := 0; round < 3; round++ {
-		cmd := exec.Command(ctlPath, "--addr", addr, "bench", "--mode", "insert", "--table", "replay",
+		bench := testutil.StartProcess(t, ctlPath, nil, "--addr", addr, "bench", "--mode", "insert", "--table", "replay",
 			"--item-size", "4096", "--items-per-message", "32", "--clients", "3", "--duration", "30s")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		// Wait until inserts are flowing, then kill the client mid-stream.
 		before := srv.Table("replay").Info().Limiter.Inserts
 		deadline := time.Now().Add(20 * time.Second)
 		for srv.Table("replay").Info().Limiter.Inserts < before+200 {
 			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				t.Fatal("the load generator inserted nothing")
+				t.Fatalf("the load generator inserted nothing; its output:\n%s", bench.Output.String())
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
+		bench.Signal(t, syscall.SIGKILL)
+		bench.Wait(t, 10*time.Second) // -1: killed
 
 		// Once the server notices the dead streams, the only chunks left
 		// are those of stored items (each bench item has its own chunk).

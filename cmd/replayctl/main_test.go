@@ -4,20 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -27,7 +20,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -36,15 +28,14 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/recall-rl/recall/internal/chunkcodec"
+	"github.com/recall-rl/recall/internal/testutil"
 	"github.com/recall-rl/recall/replay"
 	"github.com/recall-rl/recall/table"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if bins.dir != "" {
-		os.RemoveAll(bins.dir)
-	}
+	bins.Remove()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goroutine leak: %v\n", err)
@@ -196,15 +187,6 @@ func (r result) check(t *testing.T, code int, stdout, stderr []string) {
 			t.Errorf("stderr lacks %q\n%s", s, r)
 		}
 	}
-}
-
-func writeFile(t *testing.T, name, content string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // --- in-process tests ---------------------------------------------------------------
@@ -468,40 +450,14 @@ func TestReplayctlAuthToken(t *testing.T) {
 }
 
 func TestReplayctlTLS(t *testing.T) {
-	certPEM, cert := makeCert(t)
-	addr, _ := startServer(t, replay.ServerOptions{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
-	ca := writeFile(t, "ca.pem", certPEM)
+	cert := testutil.SelfSignedCert(t)
+	addr, _ := startServer(t, replay.ServerOptions{TLS: &tls.Config{Certificates: []tls.Certificate{cert.TLS}}})
+	ca := testutil.WriteFile(t, "ca.pem", string(cert.CertPEM))
 	ctl(t, "--addr", addr, "--tls-ca", ca, "info").check(t, 0, []string{"replay"}, nil)
 	ctl(t, "--addr", addr, "--timeout", "300ms", "info").check(t, 1, nil, []string{"cannot connect"})
 	ctl(t, "--addr", addr, "--timeout", "300ms", "--tls", "info").check(t, 1, nil, []string{"cannot connect"})
-	ctl(t, "--addr", addr, "--tls-ca", writeFile(t, "junk.pem", "junk"), "info").check(t, 1, nil, []string{"--tls-ca: no PEM certificates in"})
+	ctl(t, "--addr", addr, "--tls-ca", testutil.WriteFile(t, "junk.pem", "junk"), "info").check(t, 1, nil, []string{"--tls-ca: no PEM certificates in"})
 	ctl(t, "--addr", addr, "--tls-ca", filepath.Join(t.TempDir(), "none.pem"), "info").check(t, 1, nil, []string{"--tls-ca: open", "no such file"})
-}
-
-// makeCert returns a self-signed certificate for 127.0.0.1 in PEM form and
-// as a tls.Certificate.
-func makeCert(t *testing.T) (string, tls.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "replayctl test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 func TestReplayctlGlobalFlagArgs(t *testing.T) {
@@ -524,20 +480,7 @@ func TestReplayctlGlobalFlagArgs(t *testing.T) {
 
 // --- real binaries ------------------------------------------------------------------
 
-var bins struct {
-	once      sync.Once
-	dir       string
-	replayd   string
-	replayctl string
-	err       error
-}
-
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "go" // not on PATH: let exec report it
-}
+var bins testutil.Binaries
 
 // binaries builds replayd and replayctl once per test run.
 func binaries(t *testing.T) (replayd, replayctl string) {
@@ -548,40 +491,7 @@ func binaries(t *testing.T) (replayd, replayctl string) {
 	if runtime.GOOS == "windows" {
 		t.Skip("uses SIGTERM")
 	}
-	bins.once.Do(func() {
-		if bins.dir, bins.err = os.MkdirTemp("", "replayctl-test-"); bins.err != nil {
-			return
-		}
-		bins.replayd = filepath.Join(bins.dir, "replayd")
-		bins.replayctl = filepath.Join(bins.dir, "replayctl")
-		for _, b := range []struct{ out, pkg string }{{bins.replayd, "../replayd"}, {bins.replayctl, "."}} {
-			if out, err := exec.Command(goTool(), "build", "-o", b.out, b.pkg).CombinedOutput(); err != nil {
-				bins.err = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
-				return
-			}
-		}
-	})
-	if bins.err != nil {
-		t.Fatal(bins.err)
-	}
-	return bins.replayd, bins.replayctl
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	return bins.Build(t, "../replayd"), bins.Build(t, ".")
 }
 
 var listenRE = regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
@@ -610,35 +520,12 @@ func ctlBinary(t *testing.T, path string, env []string, args ...string) result {
 
 func TestReplayctlBinaries(t *testing.T) {
 	replayd, replayctl := binaries(t)
-	cfg := writeFile(t, "tables.yaml", testTables)
+	cfg := testutil.WriteFile(t, "tables.yaml", testTables)
 
 	// replayd as a subprocess, with an auth token from the environment.
-	cmd := exec.Command(replayd, "--addr", "127.0.0.1:0", "--config", cfg)
-	cmd.Env = append(os.Environ(), tokenEnv+"=tok")
-	stderr := &syncBuffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}()
-	var addr string
-	for deadline := time.Now().Add(20 * time.Second); addr == ""; time.Sleep(5 * time.Millisecond) {
-		if m := listenRE.FindStringSubmatch(stderr.String()); m != nil {
-			addr = m[1]
-		} else if time.Now().After(deadline) {
-			t.Fatalf("replayd did not report its address:\n%s", stderr.String())
-		}
-	}
 	env := []string{tokenEnv + "=tok"}
+	srvProc := testutil.StartProcess(t, replayd, env, "--addr", "127.0.0.1:0", "--config", cfg)
+	addr := testutil.WaitFor(t, srvProc.Output, listenRE)
 
 	r := ctlBinary(t, replayctl, nil, "--addr", addr, "info")
 	r.check(t, 1, nil, []string{"Unauthenticated"})
@@ -675,16 +562,8 @@ func TestReplayctlBinaries(t *testing.T) {
 		t.Errorf("sample line %q does not match %s", r.stdout, sampleLineRE)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		exited <- err
-		if err != nil {
-			t.Fatalf("replayd: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("replayd did not exit after SIGTERM\n%s", stderr.String())
+	srvProc.Signal(t, syscall.SIGTERM)
+	if code := srvProc.Wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("replayd: exit %d\n%s", code, srvProc.Output.String())
 	}
 }

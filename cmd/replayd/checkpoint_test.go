@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/recall-rl/recall/internal/testutil"
 	"github.com/recall-rl/recall/replay"
 )
 
@@ -64,9 +65,9 @@ tables:
 // it; a table missing from the config stops the start with a clear error.
 func TestReplaydCheckpointRestore(t *testing.T) {
 	dir := t.TempDir()
-	cfg := writeFile(t, "tables.yaml", checkpointTables)
+	cfg := testutil.WriteFile(t, "tables.yaml", checkpointTables)
 	p := startInProcess(t, "--addr", "127.0.0.1:0", "--config", cfg, "--checkpoint-dir", dir)
-	addr := waitFor(t, p.stderr, listenRE)
+	addr := testutil.WaitFor(t, p.stderr, listenRE)
 	c := dial(t, addr)
 	ids := writeItems(t, c, "queue", 0, 5)
 	ctx := context.Background()
@@ -82,7 +83,7 @@ func TestReplaydCheckpointRestore(t *testing.T) {
 	}
 
 	p = startInProcess(t, "--addr", "127.0.0.1:0", "--config", cfg, "--checkpoint-dir", dir)
-	addr = waitFor(t, p.stderr, listenRE)
+	addr = testutil.WaitFor(t, p.stderr, listenRE)
 	if got := sampleIDs(t, dial(t, addr), "queue", len(ids)); !sameIDs(got, ids) {
 		t.Errorf("restored queue holds %v, want %v", got, ids)
 	}
@@ -91,7 +92,7 @@ func TestReplaydCheckpointRestore(t *testing.T) {
 	}
 	p.stop(t)
 
-	renamed := writeFile(t, "renamed.yaml", strings.Replace(checkpointTables, "name: queue", "name: fifo", 1))
+	renamed := testutil.WriteFile(t, "renamed.yaml", strings.Replace(checkpointTables, "name: queue", "name: fifo", 1))
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"--addr", "127.0.0.1:0", "--config", renamed, "--checkpoint-dir", dir}, &stdout, &stderr)
 	if code != 1 || !strings.Contains(stderr.String(), `holds table \"queue\", which the config does not define`) {
@@ -191,10 +192,10 @@ func TestReplaydDurableSIGKILL(t *testing.T) {
 
 func testDurableSIGKILL(t *testing.T, fsync bool) {
 	dir := t.TempDir()
-	cfg := writeFile(t, "tables.yaml", durableTables)
+	cfg := testutil.WriteFile(t, "tables.yaml", durableTables)
 	args := []string{"--addr", "127.0.0.1:0", "--config", cfg, "--checkpoint-dir", dir, "--durable", fmt.Sprintf("--durable-fsync=%v", fsync)}
 	p := startProcess(t, nil, args...)
-	addr := waitFor(t, p.stderr, listenRE)
+	addr := testutil.WaitFor(t, p.Output, listenRE)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -301,8 +302,8 @@ func testDurableSIGKILL(t *testing.T, fsync bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	p.signal(t, syscall.SIGKILL)
-	p.wait(t, 10*time.Second)
+	p.Signal(t, syscall.SIGKILL)
+	p.Wait(t, 10*time.Second)
 	cancel()
 	wg.Wait()
 
@@ -310,14 +311,14 @@ func testDurableSIGKILL(t *testing.T, fsync bool) {
 	defer mu.Unlock()
 	t.Logf("killed after %d acknowledged inserts (%d attempted), %d updates, %d deletes", len(acked), len(created), len(prio), len(deleted))
 	if len(acked) == 0 {
-		t.Fatalf("nothing was acknowledged; stderr:\n%s", p.stderr.String())
+		t.Fatalf("nothing was acknowledged; stderr:\n%s", p.Output.String())
 	}
 
 	// Restart with the same directory; the queue-like config makes every
 	// item come out exactly once.
-	enum := writeFile(t, "enum.yaml", enumerateTables)
+	enum := testutil.WriteFile(t, "enum.yaml", enumerateTables)
 	p2 := startProcess(t, nil, "--addr", "127.0.0.1:0", "--config", enum, "--checkpoint-dir", dir, "--durable")
-	addr2 := waitFor(t, p2.stderr, listenRE)
+	addr2 := testutil.WaitFor(t, p2.Output, listenRE)
 	c2 := dial(t, addr2)
 	si := serverInfo(t, c2)
 	size := int(si.Tables[0].Size)
@@ -368,10 +369,10 @@ func testDurableSIGKILL(t *testing.T, fsync bool) {
 		}
 	}
 	if t.Failed() {
-		t.Logf("restarted replayd stderr:\n%s", p2.stderr.String())
+		t.Logf("restarted replayd stderr:\n%s", p2.Output.String())
 	}
-	p2.signal(t, syscall.SIGTERM)
-	if code := p2.wait(t, 20*time.Second); code != 0 {
+	p2.Signal(t, syscall.SIGTERM)
+	if code := p2.Wait(t, 20*time.Second); code != 0 {
 		t.Errorf("exit %d after SIGTERM", code)
 	}
 	if errors.Is(sctx.Err(), context.DeadlineExceeded) {

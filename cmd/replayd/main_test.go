@@ -3,48 +3,33 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/recall-rl/recall/internal/testutil"
 	"github.com/recall-rl/recall/replay"
 )
 
-var bin struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
+var bins testutil.Binaries
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if bin.dir != "" {
-		os.RemoveAll(bin.dir)
-	}
+	bins.Remove()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goroutine leak: %v\n", err)
@@ -52,14 +37,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
-}
-
-// goTool returns the go command that runs this test.
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "go" // not on PATH: let exec report it
 }
 
 // replaydBinary builds the replayd binary once per test run.
@@ -71,67 +48,13 @@ func replaydBinary(t *testing.T) string {
 	if runtime.GOOS == "windows" {
 		t.Skip("uses SIGTERM")
 	}
-	bin.once.Do(func() {
-		if bin.dir, bin.err = os.MkdirTemp("", "replayd-test-"); bin.err != nil {
-			return
-		}
-		bin.path = filepath.Join(bin.dir, "replayd")
-		out, err := exec.Command(goTool(), "build", "-o", bin.path, ".").CombinedOutput()
-		if err != nil {
-			bin.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if bin.err != nil {
-		t.Fatal(bin.err)
-	}
-	return bin.path
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	return bins.Build(t, ".")
 }
 
 var (
 	listenRE        = regexp.MustCompile(`msg="listening on (127\.0\.0\.1:\d+)"`)
 	metricsListenRE = regexp.MustCompile(`msg="metrics listening on (127\.0\.0\.1:\d+)"`)
 )
-
-// waitFor polls buf until re matches and returns the first group.
-func waitFor(t *testing.T, buf *syncBuffer, re *regexp.Regexp) string {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := re.FindStringSubmatch(buf.String()); m != nil {
-			return m[1]
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("no match for %s in output:\n%s", re, buf.String())
-	return ""
-}
-
-func writeFile(t *testing.T, name, content string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 const twoTables = `
 tables:
@@ -196,15 +119,15 @@ func httpGet(t *testing.T, url string) (int, string) {
 // inProcess runs run() in a goroutine until the test cancels it.
 type inProcess struct {
 	cancel context.CancelFunc
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testutil.SyncBuffer
+	stderr *testutil.SyncBuffer
 	done   chan int
 }
 
 func startInProcess(t *testing.T, args ...string) *inProcess {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &inProcess{cancel: cancel, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan int, 1)}
+	p := &inProcess{cancel: cancel, stdout: &testutil.SyncBuffer{}, stderr: &testutil.SyncBuffer{}, done: make(chan int, 1)}
 	go func() { p.done <- run(ctx, args, p.stdout, p.stderr) }()
 	t.Cleanup(func() {
 		cancel()
@@ -232,10 +155,10 @@ func (p *inProcess) stop(t *testing.T) int {
 }
 
 func TestReplaydInProcess(t *testing.T) {
-	cfg := writeFile(t, "tables.yaml", twoTables)
+	cfg := testutil.WriteFile(t, "tables.yaml", twoTables)
 	p := startInProcess(t, "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--config", cfg, "--log-level", "debug")
-	addr := waitFor(t, p.stderr, listenRE)
-	maddr := waitFor(t, p.stderr, metricsListenRE)
+	addr := testutil.WaitFor(t, p.stderr, listenRE)
+	maddr := testutil.WaitFor(t, p.stderr, metricsListenRE)
 
 	si := serverInfo(t, dial(t, addr))
 	if got, want := tableNames(si), []string{"replay", "queue"}; !reflect.DeepEqual(got, want) {
@@ -279,7 +202,7 @@ func TestReplaydInProcess(t *testing.T) {
 
 func TestReplaydJSONLogs(t *testing.T) {
 	p := startInProcess(t, "--addr", "127.0.0.1:0", "--log-format", "json")
-	addr := waitFor(t, p.stderr, regexp.MustCompile(`"msg":"listening on (127\.0\.0\.1:\d+)"`))
+	addr := testutil.WaitFor(t, p.stderr, regexp.MustCompile(`"msg":"listening on (127\.0\.0\.1:\d+)"`))
 	if si := serverInfo(t, dial(t, addr)); !reflect.DeepEqual(tableNames(si), []string{"default"}) {
 		t.Fatalf("tables %v", tableNames(si))
 	}
@@ -310,7 +233,7 @@ func TestReplaydDefaultConfig(t *testing.T) {
 func TestReplaydAuthTokenInProcess(t *testing.T) {
 	t.Setenv(tokenEnv, "from-env") // the flag wins
 	p := startInProcess(t, "--addr", "127.0.0.1:0", "--auth-token", "s3cret")
-	addr := waitFor(t, p.stderr, listenRE)
+	addr := testutil.WaitFor(t, p.stderr, listenRE)
 	if !strings.Contains(p.stderr.String(), "auth=true") {
 		t.Errorf("listening line does not report auth:\n%s", p.stderr.String())
 	}
@@ -338,10 +261,12 @@ func TestReplaydAuthTokenInProcess(t *testing.T) {
 }
 
 func TestReplaydTLS(t *testing.T) {
-	certFile, keyFile, pool := makeCert(t)
+	cert := testutil.SelfSignedCert(t)
+	certFile := testutil.WriteFile(t, "cert.pem", string(cert.CertPEM))
+	keyFile := testutil.WriteFile(t, "key.pem", string(cert.KeyPEM))
 	p := startInProcess(t, "--addr", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile)
-	addr := waitFor(t, p.stderr, listenRE)
-	si := serverInfo(t, dial(t, addr, replay.WithTLS(&tls.Config{RootCAs: pool})))
+	addr := testutil.WaitFor(t, p.stderr, listenRE)
+	si := serverInfo(t, dial(t, addr, replay.WithTLS(&tls.Config{RootCAs: cert.Pool})))
 	if len(si.Tables) != 1 {
 		t.Fatalf("tables %v", tableNames(si))
 	}
@@ -360,49 +285,12 @@ func TestReplaydTLS(t *testing.T) {
 	}
 }
 
-// makeCert writes a self-signed certificate for 127.0.0.1 and its key.
-func makeCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "replayd test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile = writeFile(t, "cert.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
-	keyFile = writeFile(t, "key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})))
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
-
 func TestReplaydCommandLineErrors(t *testing.T) {
-	badConfig := writeFile(t, "config.yaml", "tables:\n  - name: a\n  - name: b\n    sampler: prio\n")
-	badRatio := writeFile(t, "ratio.json", `{"tables": [{"name": "a", "rate_limiter": {"sample_to_insert_ratio": {"samples_per_insert": 4, "min_size_to_sample": 1000, "error_buffer": 1}}}]}`)
-	dup := writeFile(t, "dup.yml", "tables: [{name: a}, {name: a}]\n")
-	empty := writeFile(t, "empty.yaml", "tables: []\n")
-	notPEM := writeFile(t, "x.pem", "not a certificate")
+	badConfig := testutil.WriteFile(t, "config.yaml", "tables:\n  - name: a\n  - name: b\n    sampler: prio\n")
+	badRatio := testutil.WriteFile(t, "ratio.json", `{"tables": [{"name": "a", "rate_limiter": {"sample_to_insert_ratio": {"samples_per_insert": 4, "min_size_to_sample": 1000, "error_buffer": 1}}}]}`)
+	dup := testutil.WriteFile(t, "dup.yml", "tables: [{name: a}, {name: a}]\n")
+	empty := testutil.WriteFile(t, "empty.yaml", "tables: []\n")
+	notPEM := testutil.WriteFile(t, "x.pem", "not a certificate")
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -458,69 +346,17 @@ func TestReplaydCommandLineErrors(t *testing.T) {
 	}
 }
 
-// process is a replayd subprocess.
-type process struct {
-	cmd    *exec.Cmd
-	stderr *syncBuffer
-	done   chan struct{} // closed when Wait returned
-	err    error         // Wait's result
-}
-
-func startProcess(t *testing.T, env []string, args ...string) *process {
+// startProcess starts the replayd binary.
+func startProcess(t *testing.T, env []string, args ...string) *testutil.Process {
 	t.Helper()
-	cmd := exec.Command(replaydBinary(t), args...)
-	cmd.Env = append(os.Environ(), env...)
-	p := &process{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	return p
-}
-
-// wait waits for the process to exit and returns its exit code.
-func (p *process) wait(t *testing.T, timeout time.Duration) int {
-	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		t.Fatalf("replayd did not exit within %v; stderr:\n%s", timeout, p.stderr.String())
-	}
-	if p.err == nil {
-		return 0
-	}
-	var ee *exec.ExitError
-	if errors.As(p.err, &ee) {
-		return ee.ExitCode()
-	}
-	t.Fatalf("wait: %v", p.err)
-	return -1
-}
-
-func (p *process) signal(t *testing.T, sig os.Signal) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatal(err)
-	}
+	return testutil.StartProcess(t, replaydBinary(t), env, args...)
 }
 
 func TestReplaydBinary(t *testing.T) {
-	cfg := writeFile(t, "tables.yaml", twoTables)
+	cfg := testutil.WriteFile(t, "tables.yaml", twoTables)
 	p := startProcess(t, nil, "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--config", cfg)
-	addr := waitFor(t, p.stderr, listenRE)
-	maddr := waitFor(t, p.stderr, metricsListenRE)
+	addr := testutil.WaitFor(t, p.Output, listenRE)
+	maddr := testutil.WaitFor(t, p.Output, metricsListenRE)
 
 	c := dial(t, addr)
 	si := serverInfo(t, c)
@@ -546,12 +382,12 @@ func TestReplaydBinary(t *testing.T) {
 	}
 
 	start := time.Now()
-	p.signal(t, syscall.SIGTERM)
-	if code := p.wait(t, 10*time.Second); code != 0 {
-		t.Fatalf("exit %d after SIGTERM; stderr:\n%s", code, p.stderr.String())
+	p.Signal(t, syscall.SIGTERM)
+	if code := p.Wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM; stderr:\n%s", code, p.Output.String())
 	}
 	t.Logf("stopped %v after SIGTERM", time.Since(start))
-	if out := p.stderr.String(); len(listenRE.FindAllString(out, -1)) != 1 || !strings.Contains(out, "msg=stopped") {
+	if out := p.Output.String(); len(listenRE.FindAllString(out, -1)) != 1 || !strings.Contains(out, "msg=stopped") {
 		t.Errorf("stderr:\n%s", out)
 	}
 }
@@ -559,7 +395,7 @@ func TestReplaydBinary(t *testing.T) {
 // A client waiting for the rate limiter must not hold up shutdown.
 func TestReplaydBinaryShutdownWithWaitingSampler(t *testing.T) {
 	p := startProcess(t, nil, "--addr", "127.0.0.1:0", "--shutdown-timeout", "30s")
-	addr := waitFor(t, p.stderr, listenRE)
+	addr := testutil.WaitFor(t, p.Output, listenRE)
 	c := dial(t, addr)
 	smp, err := c.NewSampler("default", replay.WithPrefetch(1))
 	if err != nil {
@@ -575,9 +411,9 @@ func TestReplaydBinaryShutdownWithWaitingSampler(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	start := time.Now()
-	p.signal(t, syscall.SIGINT)
-	if code := p.wait(t, 10*time.Second); code != 0 {
-		t.Fatalf("exit %d; stderr:\n%s", code, p.stderr.String())
+	p.Signal(t, syscall.SIGINT)
+	if code := p.Wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, p.Output.String())
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("shutdown took %v with a waiting sampler", d)
@@ -585,23 +421,23 @@ func TestReplaydBinaryShutdownWithWaitingSampler(t *testing.T) {
 }
 
 func TestReplaydBinaryBadConfig(t *testing.T) {
-	cfg := writeFile(t, "config.yaml", "tables:\n  - name: replay\n    max_size: 10\n    rate_limiter: {min_size: 0}\n")
+	cfg := testutil.WriteFile(t, "config.yaml", "tables:\n  - name: replay\n    max_size: 10\n    rate_limiter: {min_size: 0}\n")
 	p := startProcess(t, nil, "--addr", "127.0.0.1:0", "--config", cfg)
-	if code := p.wait(t, 10*time.Second); code != 2 {
-		t.Fatalf("exit %d, want 2; stderr:\n%s", code, p.stderr.String())
+	if code := p.Wait(t, 10*time.Second); code != 2 {
+		t.Fatalf("exit %d, want 2; stderr:\n%s", code, p.Output.String())
 	}
 	want := cfg + ": tables[0].rate_limiter.min_size: MinSize(0): min_size_to_sample must be >= 1, got 0 (line 4)"
-	if !strings.Contains(p.stderr.String(), want) {
-		t.Errorf("stderr lacks %q:\n%s", want, p.stderr.String())
+	if !strings.Contains(p.Output.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, p.Output.String())
 	}
-	if strings.Contains(p.stderr.String(), "listening on") {
-		t.Errorf("served despite a bad config:\n%s", p.stderr.String())
+	if strings.Contains(p.Output.String(), "listening on") {
+		t.Errorf("served despite a bad config:\n%s", p.Output.String())
 	}
 }
 
 func TestReplaydBinaryAuthToken(t *testing.T) {
 	p := startProcess(t, []string{tokenEnv + "=env-token"}, "--addr", "127.0.0.1:0")
-	addr := waitFor(t, p.stderr, listenRE)
+	addr := testutil.WaitFor(t, p.Output, listenRE)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := dial(t, addr).ServerInfo(ctx); !errors.Is(err, replay.ErrUnauthenticated) {
@@ -613,8 +449,8 @@ func TestReplaydBinaryAuthToken(t *testing.T) {
 	if _, err := dial(t, addr, replay.WithAuthToken("env-token")).ServerInfo(ctx); err != nil {
 		t.Errorf("with the token from %s: %v", tokenEnv, err)
 	}
-	p.signal(t, syscall.SIGTERM)
-	if code := p.wait(t, 10*time.Second); code != 0 {
+	p.Signal(t, syscall.SIGTERM)
+	if code := p.Wait(t, 10*time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 }
