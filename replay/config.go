@@ -115,13 +115,17 @@ func cleanReason(msg string) string {
 // one table "default" with a uniform sampler, a FIFO remover, max size
 // 1,000,000 and a MinSize(1) rate limiter.
 func DefaultConfig() []table.Options {
-	return []table.Options{{
-		Name:        "default",
-		Sampler:     sampler.UniformSpec(),
-		Remover:     sampler.FIFOSpec(),
-		MaxSize:     table.DefaultMaxSize,
-		RateLimiter: ratelimit.Must(ratelimit.MinSize(1)),
-	}}
+	return []table.Options{defaultTableOptions("default")}
+}
+
+// defaultTableOptions returns a table's options with every default of
+// table.Options.EnsureDefaults filled in except Chunks and Now, which are
+// the server's.
+func defaultTableOptions(name string) table.Options {
+	o := table.Options{Name: name}
+	o.EnsureDefaults()
+	o.Now = nil
+	return o
 }
 
 // LoadConfig reads the table config file at path; its extension (.json,
@@ -304,7 +308,7 @@ func (p *jsonTreeParser) valueFrom(tok json.Token, line, col int) (*yaml.Node, e
 	return n, nil
 }
 
-// lineCol converts a byte offset into a 1-based line and column.
+// cfgLineCol converts a byte offset into a 1-based line and column.
 func cfgLineCol(data []byte, off int) (line, col int) {
 	off = min(max(off, 0), len(data))
 	line = 1 + bytes.Count(data[:off], []byte{'\n'})
@@ -318,7 +322,7 @@ type configField struct {
 	val   *yaml.Node
 }
 
-// resolve follows aliases.
+// cfgResolve follows aliases.
 func cfgResolve(n *yaml.Node) *yaml.Node {
 	for n != nil && n.Kind == yaml.AliasNode {
 		n = n.Alias
@@ -406,7 +410,7 @@ func cfgJoin(path, field string) string {
 
 func cfgIndex(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
 
-// describe names a node's type and value for "want X, got Y" messages.
+// cfgDescribe names a node's type and value for "want X, got Y" messages.
 func cfgDescribe(n *yaml.Node) string {
 	n = cfgResolve(n)
 	switch n.Kind {
@@ -562,12 +566,7 @@ func (d *configDecoder) table(n *yaml.Node, p string) (o table.Options, nameNode
 	if err != nil {
 		return o, nil, err
 	}
-	o = table.Options{
-		Sampler:     sampler.UniformSpec(),
-		Remover:     sampler.FIFOSpec(),
-		MaxSize:     table.DefaultMaxSize,
-		RateLimiter: ratelimit.Must(ratelimit.MinSize(1)),
-	}
+	o = defaultTableOptions("")
 	for _, f := range fs {
 		fp := cfgJoin(p, f.key)
 		switch f.key {
@@ -604,9 +603,7 @@ func (d *configDecoder) table(n *yaml.Node, p string) (o table.Options, nameNode
 	}
 	// The checks above cover every field; this is a backstop so that
 	// whatever table.New would reject is rejected here, with the path.
-	check := o
-	check.EnsureDefaults()
-	if err := check.Validate(); err != nil {
+	if err := o.Validate(); err != nil {
 		return o, nil, d.errAt(n, p, err)
 	}
 	return o, nameNode, nil
@@ -736,14 +733,15 @@ func (d *configDecoder) rateLimiter(n *yaml.Node, p string) (ratelimit.Config, e
 
 // limiterValues reads the numeric fields of a rate limiter mapping.
 type limiterValues struct {
-	spi            float64
-	minSize        int64
-	errorBuffer    float64
-	minDiff        float64
-	maxDiff        float64
-	nodes          map[string]*yaml.Node
-	hasErrorBuffer bool
+	spi         float64
+	minSize     int64
+	errorBuffer float64
+	minDiff     float64
+	maxDiff     float64
+	nodes       map[string]*yaml.Node // the fields given
 }
+
+func (v *limiterValues) has(field string) bool { return v.nodes[field] != nil }
 
 func (d *configDecoder) limiterValues(fs []configField, p string) (limiterValues, error) {
 	v := limiterValues{minDiff: -ratelimit.Unbounded, maxDiff: ratelimit.Unbounded, nodes: map[string]*yaml.Node{}}
@@ -757,7 +755,6 @@ func (d *configDecoder) limiterValues(fs []configField, p string) (limiterValues
 			v.minSize, err = d.parseInt(f.val, fp, 64)
 		case "error_buffer":
 			v.errorBuffer, err = d.parseFloat(f.val, fp, false)
-			v.hasErrorBuffer = true
 		case "min_diff":
 			v.minDiff, err = d.parseFloat(f.val, fp, true)
 		case "max_diff":
@@ -773,7 +770,7 @@ func (d *configDecoder) limiterValues(fs []configField, p string) (limiterValues
 
 func (d *configDecoder) require(n *yaml.Node, p string, v limiterValues, keys ...string) error {
 	for _, k := range keys {
-		if v.nodes[k] == nil {
+		if !v.has(k) {
 			return d.errf(n, cfgJoin(p, k), "required")
 		}
 	}
@@ -803,13 +800,12 @@ func (d *configDecoder) limiterRatio(n *yaml.Node, p string, fs []configField) (
 	if err := d.require(n, p, v, "samples_per_insert", "min_size_to_sample"); err != nil {
 		return ratelimit.Config{}, err
 	}
-	_, hasMin := v.nodes["min_diff"]
-	_, hasMax := v.nodes["max_diff"]
+	hasBuffer, hasMin, hasMax := v.has("error_buffer"), v.has("min_diff"), v.has("max_diff")
 	var c ratelimit.Config
 	switch {
-	case v.hasErrorBuffer && (hasMin || hasMax):
+	case hasBuffer && (hasMin || hasMax):
 		return c, d.errf(n, p, "give either error_buffer or min_diff and max_diff, not both")
-	case v.hasErrorBuffer:
+	case hasBuffer:
 		c, err = ratelimit.SampleToInsertRatio(v.spi, v.minSize, v.errorBuffer)
 	case hasMin && hasMax:
 		c, err = ratelimit.SampleToInsertRatioRange(v.spi, v.minSize, v.minDiff, v.maxDiff)
@@ -831,8 +827,9 @@ func (d *configDecoder) limiterRatio(n *yaml.Node, p string, fs []configField) (
 func (d *configDecoder) limiterErr(n *yaml.Node, p string, v limiterValues, err error) error {
 	field := ""
 	offset := v.spi * float64(v.minSize)
+	hasBuffer := v.has("error_buffer")
 	switch {
-	case v.hasErrorBuffer && (math.IsNaN(v.errorBuffer) || v.errorBuffer < 0):
+	case hasBuffer && (math.IsNaN(v.errorBuffer) || v.errorBuffer < 0):
 		field = "error_buffer"
 	case math.IsNaN(v.spi) || math.IsInf(v.spi, 0) || v.spi <= 0:
 		field = "samples_per_insert"
@@ -842,7 +839,7 @@ func (d *configDecoder) limiterErr(n *yaml.Node, p string, v limiterValues, err 
 		field = "min_diff"
 	case math.IsNaN(v.maxDiff):
 		field = "max_diff"
-	case v.hasErrorBuffer:
+	case hasBuffer:
 		field = "error_buffer" // the window 2*error_buffer is too narrow
 	case v.minDiff > v.maxDiff:
 		field = "min_diff"
