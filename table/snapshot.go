@@ -1,6 +1,7 @@
 package table
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -39,8 +40,8 @@ var ErrNotEmpty = errors.New("table: restore into a table that is not empty")
 // metadata is copied.
 func (t *Table) Snapshot() (*Snapshot, error) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.mu.closed {
+		t.mu.Unlock()
 		return nil, fmt.Errorf("%w: %q", ErrClosed, t.opts.Name)
 	}
 	s := &Snapshot{
@@ -50,7 +51,6 @@ func (t *Table) Snapshot() (*Snapshot, error) {
 		NumDeletedEpisodes: t.mu.numDeletedEpisodes,
 		NumUniqueSamples:   t.mu.numUniqueSamples,
 	}
-	s.Options.Chunks, s.Options.Now = nil, nil
 	seqs := make([]uint64, 0, t.mu.items.Len())
 	t.mu.slab.each(func(rec *item) {
 		s.Items = append(s.Items, SnapshotItem{
@@ -63,20 +63,15 @@ func (t *Table) Snapshot() (*Snapshot, error) {
 		})
 		seqs = append(seqs, rec.seq)
 	})
+	t.mu.Unlock()
+	s.Options.Chunks, s.Options.Now = nil, nil
+
 	// Insertion order: FIFO/LIFO selectors and heap ties depend on it.
 	idx := make([]int, len(seqs))
 	for i := range idx {
 		idx[i] = i
 	}
-	slices.SortFunc(idx, func(a, b int) int {
-		switch {
-		case seqs[a] < seqs[b]:
-			return -1
-		case seqs[a] > seqs[b]:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(seqs[a], seqs[b]) })
 	sorted := make([]SnapshotItem, len(idx))
 	for i, j := range idx {
 		sorted[i] = s.Items[j]
@@ -88,17 +83,38 @@ func (t *Table) Snapshot() (*Snapshot, error) {
 // Restore loads a snapshot's items and counters into an empty table,
 // bypassing the rate limiter, in the snapshot's insertion order. Chunks are
 // added to the table's chunk store, once per *Chunk however many items
-// share it. The
-// limiter counters are restored as they were, so a limiter that blocked
-// before the snapshot blocks after it; Info says why.
+// share it. The limiter counters are restored as they were, so a limiter
+// that blocked before the snapshot blocks after it; Info says why.
 func (t *Table) Restore(s *Snapshot) error {
+	// Chunks shared by several items are added to the store once; the
+	// store's first reference is dropped at the end (items hold their own).
+	added := make(map[*Chunk]*ChunkRef)
+	defer func() {
+		for _, r := range added {
+			r.Release()
+		}
+	}()
+	var refs []*ChunkRef // reused: insertLocked keeps its own chunk list
+	toItem := func(it *SnapshotItem) Item {
+		refs = refs[:0]
+		for _, c := range it.Chunks {
+			r, ok := added[c]
+			if !ok {
+				// A shallow copy (the payload is shared): the snapshot's
+				// chunk may still belong to another table's store.
+				cc := *c
+				cc.ref = nil
+				r = t.opts.Chunks.Add(&cc)
+				added[c] = r
+			}
+			refs = append(refs, r)
+		}
+		return Item{Key: it.Key, Priority: it.Priority, Trajectory: it.Trajectory, Chunks: refs}
+	}
+	// Check every item before changing the table.
 	for i := range s.Items {
 		it := &s.Items[i]
-		refs := make([]*ChunkRef, len(it.Chunks))
-		for j, c := range it.Chunks {
-			refs[j] = &ChunkRef{chunk: c} // only for validation
-		}
-		tmp := Item{Key: it.Key, Priority: it.Priority, Trajectory: it.Trajectory, Chunks: refs}
+		tmp := toItem(it)
 		if err := validateItem(&tmp, t.opts.Signature); err != nil {
 			return fmt.Errorf("table %q: restore item %d: %w", t.opts.Name, i, err)
 		}
@@ -114,14 +130,6 @@ func (t *Table) Restore(s *Snapshot) error {
 	if t.mu.items.Len() > 0 {
 		return fmt.Errorf("%w: %q holds %d items", ErrNotEmpty, t.opts.Name, t.mu.items.Len())
 	}
-	// Chunks shared by several items are added to the store once; the
-	// store's first reference is dropped at the end (items hold their own).
-	added := make(map[*Chunk]*ChunkRef)
-	defer func() {
-		for _, r := range added {
-			r.Release()
-		}
-	}()
 	for i := range s.Items {
 		it := &s.Items[i]
 		if _, dup := t.mu.items.Get(it.Key); dup {
@@ -129,21 +137,8 @@ func (t *Table) Restore(s *Snapshot) error {
 			defer releaseAll(released)
 			return fmt.Errorf("%w: table %q: snapshot lists key %d twice", ErrInvalidItem, t.opts.Name, it.Key)
 		}
-		refs := make([]*ChunkRef, len(it.Chunks))
-		for j, c := range it.Chunks {
-			r, ok := added[c]
-			if !ok {
-				// A shallow copy (the payload is shared): the snapshot's
-				// chunk may still belong to another table's store.
-				cc := *c
-				cc.ref = nil
-				r = t.opts.Chunks.Add(&cc)
-				added[c] = r
-			}
-			refs[j] = r
-		}
-		err := t.insertLocked(&Item{Key: it.Key, Priority: it.Priority, Trajectory: it.Trajectory, Chunks: refs})
-		if err != nil {
+		tmp := toItem(it)
+		if err := t.insertLocked(&tmp); err != nil {
 			released := t.clearLocked()
 			defer releaseAll(released)
 			return err

@@ -3,6 +3,7 @@ package table
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,5 +64,47 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	}
 	if err := dst.Restore(snap); !errors.Is(err, ErrNotEmpty) {
 		t.Fatalf("restore into non-empty table: %v", err)
+	}
+}
+
+func TestRestoreRefusesBadSnapshots(t *testing.T) {
+	f := newFixture(t)
+	src := newTable(t, f, Options{Name: "src"})
+	for k := uint64(1); k <= 3; k++ {
+		f.insert(src, k, 1)
+	}
+	good, err := src.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		edit func(s *Snapshot)
+		want error
+	}{
+		{"bad priority", func(s *Snapshot) { s.Items[2].Priority = -1 }, ErrInvalidPriority},
+		{"negative times sampled", func(s *Snapshot) { s.Items[1].TimesSampled = -1 }, ErrInvalidItem},
+		{"slice past its chunk", func(s *Snapshot) {
+			s.Items[2].Trajectory = []TrajectoryColumn{{Slices: []ChunkSlice{{ChunkKey: 3, Offset: 1, Length: 1}}}}
+		}, ErrInvalidItem},
+		{"key twice", func(s *Snapshot) { s.Items[2].Key = s.Items[0].Key }, ErrInvalidItem},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := *good
+			s.Items = slices.Clone(good.Items)
+			tt.edit(&s)
+			g := newFixture(t)
+			dst := newTable(t, g, Options{Name: "dst"})
+			if err := dst.Restore(&s); !errors.Is(err, tt.want) {
+				t.Fatalf("Restore = %v, want %v", err, tt.want)
+			}
+			if dst.Size() != 0 || g.store.Len() != 0 || g.store.Bytes() != 0 {
+				t.Fatalf("failed restore left %d items, %d chunks (%d bytes)", dst.Size(), g.store.Len(), g.store.Bytes())
+			}
+			if err := dst.Restore(good); err != nil || dst.Size() != 3 || g.store.Len() != 3 {
+				t.Fatalf("restore after a failed one: %v, %d items, %d chunks", err, dst.Size(), g.store.Len())
+			}
+		})
 	}
 }
