@@ -60,9 +60,10 @@ func (x *Index) hash(key uint64) uint64 {
 	return z ^ z>>31
 }
 
+// Len returns the number of keys.
 func (x *Index) Len() int { return x.count }
 
-// get returns the position of key.
+// Get returns the position of key.
 func (x *Index) Get(key uint64) (int32, bool) {
 	if x.isDense {
 		if key >= uint64(len(x.dense)) || x.dense[key] == 0 {
@@ -84,7 +85,7 @@ func (x *Index) Get(key uint64) (int32, bool) {
 	}
 }
 
-// insert maps a key that is not present to pos. If the key is present it
+// Insert maps a key that is not present to pos. If the key is present it
 // returns its position and false, changing nothing.
 func (x *Index) Insert(key uint64, pos int32) (int32, bool) {
 	if x.isDense {
@@ -109,7 +110,8 @@ func (x *Index) Insert(key uint64, pos int32) (int32, bool) {
 	}
 }
 
-// set changes the position of a present key.
+// Set changes the position of a present key. It panics if the key is
+// absent.
 func (x *Index) Set(key uint64, pos int32) {
 	if x.isDense {
 		if key >= uint64(len(x.dense)) || x.dense[key] == 0 {
@@ -121,7 +123,7 @@ func (x *Index) Set(key uint64, pos int32) {
 	for i := x.hash(key) & x.mask; ; i = (i + 1) & x.mask {
 		s := &x.slots[i]
 		if s.val == 0 {
-			panic("sampler: Index.set of an absent key")
+			panic("keyindex: Set of an absent key")
 		}
 		if s.key == key {
 			s.val = uint32(pos) + 1
@@ -130,7 +132,7 @@ func (x *Index) Set(key uint64, pos int32) {
 	}
 }
 
-// remove deletes key and returns its position.
+// Remove deletes key and returns its position.
 func (x *Index) Remove(key uint64) (int32, bool) {
 	if x.isDense {
 		pos, ok := x.Get(key)
@@ -191,7 +193,7 @@ func (x *Index) grow() {
 	}
 }
 
-// clear removes every key, keeping the table.
+// Clear removes every key, keeping the table.
 func (x *Index) Clear() {
 	if x.isDense {
 		clear(x.dense)
