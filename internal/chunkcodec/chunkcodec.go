@@ -172,28 +172,6 @@ type colLayout struct {
 // align rounds n up to a multiple of payloadAlign.
 func align(n int) int { return (n + payloadAlign - 1) &^ (payloadAlign - 1) }
 
-// stepElements returns the number of elements of one step of the given
-// shape, or false if a dimension or the product exceeds
-// tensor.MaxElements.
-func stepElements(shape []int) (int, bool) {
-	n := 1
-	for _, d := range shape {
-		if d < 0 || d > tensor.MaxElements {
-			return 0, false
-		}
-	}
-	for _, d := range shape {
-		if d == 0 {
-			return 0, true
-		}
-		if n > tensor.MaxElements/d {
-			return 0, false
-		}
-		n *= d
-	}
-	return n, true
-}
-
 // placeColumn appends a column of steps steps of stepBytes bytes to a payload
 // that currently ends at end, and returns the column's offset and the new
 // end. ok is false if the payload would exceed limit (at most MaxRawSize, so

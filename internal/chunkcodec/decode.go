@@ -350,9 +350,9 @@ func parse(src []byte, limit int, lay []colLayout, c *Chunk, d *Decoder) (Header
 		}
 		batched := dims[first:len(dims):len(dims)]
 		shape := batched[1:]
-		elems, ok := stepElements(shape)
-		if !ok {
-			return h, nil, nil, fmt.Errorf("%w: column %d: step shape %v is too large", ErrCorrupt, i, shape)
+		elems, err := tensor.CheckShape(shape)
+		if err != nil {
+			return h, nil, nil, fmt.Errorf("%w: column %d: step shape: %v", ErrCorrupt, i, err)
 		}
 		// elems ≤ MaxElements and Size ≤ 8: no overflow.
 		stepBytes := elems * dtype.Size()

@@ -127,7 +127,7 @@ func (t Tensor) Validate() error {
 	if !t.DType.Valid() {
 		return fmt.Errorf("%w: unknown dtype %d", ErrInvalid, uint8(t.DType))
 	}
-	n, err := checkShape(t.Shape)
+	n, err := CheckShape(t.Shape)
 	if err != nil {
 		return err
 	}
@@ -137,12 +137,12 @@ func (t Tensor) Validate() error {
 	return nil
 }
 
-// checkShape returns the number of elements of shape, or an error if a
-// dimension is negative or larger than MaxElements, or the product is larger
-// than MaxElements. The result does not depend on the order of the
-// dimensions: a shape with a zero dimension holds no elements but its other
-// dimensions must still be in range.
-func checkShape(shape []int) (int, error) {
+// CheckShape returns the number of elements of shape, or an error wrapping
+// ErrInvalid if a dimension is negative or larger than MaxElements, or the
+// product is larger than MaxElements. The result does not depend on the
+// order of the dimensions: a shape with a zero dimension holds no elements
+// but its other dimensions must still be in range.
+func CheckShape(shape []int) (int, error) {
 	for i, d := range shape {
 		if d < 0 {
 			return 0, fmt.Errorf("%w: dimension %d is negative (%d)", ErrInvalid, i, d)
@@ -222,7 +222,7 @@ func FromSlice[E Element](values []E, shape ...int) (Tensor, error) {
 	if shape == nil {
 		shape = []int{len(values)}
 	}
-	n, err := checkShape(shape)
+	n, err := CheckShape(shape)
 	if err != nil {
 		return Tensor{}, err
 	}
