@@ -111,7 +111,7 @@ func Decode(src []byte) (*Chunk, error) { return DecodeWithLimit(src, MaxRawSize
 // above MaxRawSize means MaxRawSize.
 func DecodeWithLimit(src []byte, maxRawSize int) (*Chunk, error) {
 	c := new(Chunk)
-	if err := decode(c, src, maxRawSize, false, nil); err != nil {
+	if err := decode(c, src, maxRawSize, nil); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -141,7 +141,7 @@ const maxInterned = 256
 // and every header field are checked as by Decode.
 func (d *Decoder) Decode(src []byte) (*Chunk, error) {
 	c := new(Chunk)
-	if err := decode(c, src, d.MaxRawSize, true, d); err != nil {
+	if err := decode(c, src, d.MaxRawSize, d); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -153,7 +153,7 @@ func (d *Decoder) Decode(src []byte) (*Chunk, error) {
 // valid, but shapes (ColumnInfo.Shape and the tensors' Shape) share c's
 // storage and change. On error c is left zero.
 func (d *Decoder) DecodeInto(c *Chunk, src []byte) error {
-	return decode(c, src, d.MaxRawSize, true, d)
+	return decode(c, src, d.MaxRawSize, d)
 }
 
 // name returns b as a string, shared with earlier chunks.
@@ -175,9 +175,9 @@ func (d *Decoder) name(b []byte) string {
 	return s
 }
 
-// decode decodes src into c (see Decode and Decoder.Decode; share keeps
-// src). On error c is left zero.
-func decode(c *Chunk, src []byte, maxRawSize int, share bool, d *Decoder) (err error) {
+// decode decodes src into c: as Decode does when d is nil, as d.Decode does
+// (keeping src where it can) otherwise. On error c is left zero.
+func decode(c *Chunk, src []byte, maxRawSize int, d *Decoder) (err error) {
 	if maxRawSize <= 0 || maxRawSize > MaxRawSize {
 		maxRawSize = MaxRawSize
 	}
@@ -211,7 +211,7 @@ func decode(c *Chunk, src []byte, maxRawSize int, share bool, d *Decoder) (err e
 		if len(buf) != hdr.RawSize {
 			return fmt.Errorf("%w: payload inflates to %d bytes, header says %d", ErrCorrupt, len(buf), hdr.RawSize)
 		}
-	case share && !anyDelta(lay):
+	case d != nil && !anyDelta(lay):
 		buf = payload // used in place: nothing below writes to it
 	case hdr.RawSize >= 16:
 		// append allocates without zeroing what it copies over; blocks of
