@@ -85,18 +85,9 @@ type checkpointJSON struct {
 }
 
 type checkpointTableJSON struct {
-	Name            string `json:"name"`
-	Items           int64  `json:"items"`
-	MaxSize         int64  `json:"max_size"`
-	MaxTimesSampled int32  `json:"max_times_sampled"`
-	Sampler         string `json:"sampler"`
-	Remover         string `json:"remover"`
-	RateLimiter     string `json:"rate_limiter"`
-
-	SamplesPerInsert float64 `json:"samples_per_insert"`
-	MinSizeToSample  int64   `json:"min_size_to_sample"`
-	MinDiff          float64 `json:"min_diff"`
-	MaxDiff          float64 `json:"max_diff"`
+	Name  string `json:"name"`
+	Items int64  `json:"items"`
+	tableConfigJSON
 
 	Inserts             int64        `json:"inserts"`
 	Samples             int64        `json:"samples"`
@@ -116,25 +107,19 @@ func toCheckpointJSON(ci replay.CheckpointInfo, items []replay.CheckpointItem) c
 	}
 	for _, t := range ci.Tables {
 		o := t.Options
-		tj := checkpointTableJSON{
-			Name: t.Name, Items: t.Items, MaxSize: o.MaxSize, MaxTimesSampled: o.MaxTimesSampled,
-			Sampler: o.Sampler.String(), Remover: o.Remover.String(), RateLimiter: o.RateLimiter.String(),
-			SamplesPerInsert: o.RateLimiter.SamplesPerInsert, MinSizeToSample: o.RateLimiter.MinSizeToSample,
-			MinDiff: o.RateLimiter.MinDiff, MaxDiff: o.RateLimiter.MaxDiff,
-			Inserts: t.Limiter.Inserts, Samples: t.Limiter.Samples, Deletes: t.Limiter.Deletes,
-			NumDeletedEpisodes: t.NumDeletedEpisodes, NumUniqueSamples: t.NumUniqueSamples,
-			SampleBlockedReason: t.SampleBlockedReason, InsertBlockedReason: t.InsertBlockedReason,
-		}
-		if o.Signature != nil {
-			for _, c := range o.Signature.Columns {
-				shape := c.Shape
-				if shape == nil {
-					shape = []int{}
-				}
-				tj.Signature = append(tj.Signature, columnJSON{Name: c.Name, DType: c.DType.String(), Shape: shape})
-			}
-		}
-		out.Tables = append(out.Tables, tj)
+		out.Tables = append(out.Tables, checkpointTableJSON{
+			Name:                t.Name,
+			Items:               t.Items,
+			tableConfigJSON:     toTableConfigJSON(o.MaxSize, o.MaxTimesSampled, o.Sampler, o.Remover, o.RateLimiter),
+			Inserts:             t.Limiter.Inserts,
+			Samples:             t.Limiter.Samples,
+			Deletes:             t.Limiter.Deletes,
+			NumDeletedEpisodes:  t.NumDeletedEpisodes,
+			NumUniqueSamples:    t.NumUniqueSamples,
+			SampleBlockedReason: t.SampleBlockedReason,
+			InsertBlockedReason: t.InsertBlockedReason,
+			Signature:           signatureJSON(o.Signature),
+		})
 	}
 	return out
 }
@@ -182,11 +167,7 @@ func runCheckpointLs(g *globalOptions, args []string, stdout, stderr io.Writer) 
 		for _, t := range ci.Tables {
 			items += t.Items
 		}
-		created := "-"
-		if !ci.Created.IsZero() {
-			created = ci.Created.UTC().Format(time.RFC3339Nano)
-		}
-		fmt.Fprintf(tw, "%s %s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", mark, filepath.Base(ci.Path), ci.Kind, created,
+		fmt.Fprintf(tw, "%s %s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", mark, filepath.Base(ci.Path), ci.Kind, formatCreated(ci),
 			len(ci.Tables), items, ci.NumChunks, formatBytes(ci.ChunkBytes), formatBytes(ci.DiskBytes), ci.Status())
 	}
 	if err := tw.Flush(); err != nil {
@@ -222,17 +203,22 @@ func runCheckpointInspect(g *globalOptions, args []string, stdout, stderr io.Wri
 	return exitOK
 }
 
-func writeCheckpointText(w io.Writer, ci replay.CheckpointInfo, items []replay.CheckpointItem) error {
-	created := "-"
-	if !ci.Created.IsZero() {
-		created = ci.Created.UTC().Format(time.RFC3339Nano)
+// formatCreated returns when ci was created (or last written), or "-" if
+// that is unknown.
+func formatCreated(ci replay.CheckpointInfo) string {
+	if ci.Created.IsZero() {
+		return "-"
 	}
+	return ci.Created.UTC().Format(time.RFC3339Nano)
+}
+
+func writeCheckpointText(w io.Writer, ci replay.CheckpointInfo, items []replay.CheckpointItem) error {
 	what := "captured"
 	if ci.Kind == "durable" {
 		what = "last write"
 	}
 	fmt.Fprintf(w, "%s %s\n", ci.Kind, ci.Path)
-	fmt.Fprintf(w, "  %s: %s\n", what, created)
+	fmt.Fprintf(w, "  %s: %s\n", what, formatCreated(ci))
 	fmt.Fprintf(w, "  status: %s\n", ci.Status())
 	if ci.Err != nil && len(ci.Tables) == 0 {
 		return nil

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
 
+	"github.com/recall-rl/recall/ratelimit"
 	"github.com/recall-rl/recall/replay"
+	"github.com/recall-rl/recall/sampler"
+	"github.com/recall-rl/recall/table"
 )
 
 // infoJSON is the output of "info --json".
@@ -20,23 +22,11 @@ type infoJSON struct {
 	Tables        []tableJSON `json:"tables"`
 }
 
-// tableJSON is one table of infoJSON. The selector and rate limiter fields
-// are descriptions such as "prioritized(0.6)" and "MinSize(1)"; the
-// limiter's parameters follow as numbers (a bound of ±1.7976931348623157e308
-// is unbounded).
+// tableJSON is one table of infoJSON.
 type tableJSON struct {
-	Name            string `json:"name"`
-	Size            int64  `json:"size"`
-	MaxSize         int64  `json:"max_size"`
-	MaxTimesSampled int32  `json:"max_times_sampled"`
-	Sampler         string `json:"sampler"`
-	Remover         string `json:"remover"`
-	RateLimiter     string `json:"rate_limiter"`
-
-	SamplesPerInsert float64 `json:"samples_per_insert"`
-	MinSizeToSample  int64   `json:"min_size_to_sample"`
-	MinDiff          float64 `json:"min_diff"`
-	MaxDiff          float64 `json:"max_diff"`
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+	tableConfigJSON
 
 	// Limiter counters since the last reset.
 	Inserts int64 `json:"inserts"`
@@ -58,6 +48,32 @@ type tableJSON struct {
 	Signature []columnJSON `json:"signature,omitempty"`
 }
 
+// tableConfigJSON is a table's configuration, in tableJSON and
+// checkpointTableJSON. The selector and rate limiter fields are
+// descriptions such as "prioritized(0.6)" and "MinSize(1)"; the limiter's
+// parameters follow as numbers (a bound of ±1.7976931348623157e308 is
+// unbounded).
+type tableConfigJSON struct {
+	MaxSize         int64  `json:"max_size"`
+	MaxTimesSampled int32  `json:"max_times_sampled"`
+	Sampler         string `json:"sampler"`
+	Remover         string `json:"remover"`
+	RateLimiter     string `json:"rate_limiter"`
+
+	SamplesPerInsert float64 `json:"samples_per_insert"`
+	MinSizeToSample  int64   `json:"min_size_to_sample"`
+	MinDiff          float64 `json:"min_diff"`
+	MaxDiff          float64 `json:"max_diff"`
+}
+
+func toTableConfigJSON(maxSize int64, maxTimesSampled int32, smp, remover sampler.Spec, rl ratelimit.Config) tableConfigJSON {
+	return tableConfigJSON{
+		MaxSize: maxSize, MaxTimesSampled: maxTimesSampled,
+		Sampler: smp.String(), Remover: remover.String(), RateLimiter: rl.String(),
+		SamplesPerInsert: rl.SamplesPerInsert, MinSizeToSample: rl.MinSizeToSample, MinDiff: rl.MinDiff, MaxDiff: rl.MaxDiff,
+	}
+}
+
 type columnJSON struct {
 	Name  string `json:"name"`
 	DType string `json:"dtype"`
@@ -74,18 +90,10 @@ func toInfoJSON(addr string, si replay.ServerInfo) infoJSON {
 		Tables:        make([]tableJSON, 0, len(si.Tables)),
 	}
 	for _, t := range si.Tables {
-		tj := tableJSON{
+		out.Tables = append(out.Tables, tableJSON{
 			Name:                t.Name,
 			Size:                t.Size,
-			MaxSize:             t.MaxSize,
-			MaxTimesSampled:     t.MaxTimesSampled,
-			Sampler:             t.Sampler.String(),
-			Remover:             t.Remover.String(),
-			RateLimiter:         t.RateLimiter.String(),
-			SamplesPerInsert:    t.RateLimiter.SamplesPerInsert,
-			MinSizeToSample:     t.RateLimiter.MinSizeToSample,
-			MinDiff:             t.RateLimiter.MinDiff,
-			MaxDiff:             t.RateLimiter.MaxDiff,
+			tableConfigJSON:     toTableConfigJSON(t.MaxSize, t.MaxTimesSampled, t.Sampler, t.Remover, t.RateLimiter),
 			Inserts:             t.Limiter.Inserts,
 			Samples:             t.Limiter.Samples,
 			Deletes:             t.Limiter.Deletes,
@@ -99,19 +107,30 @@ func toInfoJSON(addr string, si replay.ServerInfo) infoJSON {
 			SampleBlockedReason: t.SampleBlockedReason,
 			InsertBlockedReason: t.InsertBlockedReason,
 			Closed:              t.Closed,
-		}
-		if t.Signature != nil {
-			for _, c := range t.Signature.Columns {
-				shape := c.Shape
-				if shape == nil {
-					shape = []int{}
-				}
-				tj.Signature = append(tj.Signature, columnJSON{Name: c.Name, DType: c.DType.String(), Shape: shape})
-			}
-		}
-		out.Tables = append(out.Tables, tj)
+			Signature:           signatureJSON(t.Signature),
+		})
 	}
 	return out
+}
+
+// signatureJSON returns sig's columns, or nil.
+func signatureJSON(sig *table.Signature) []columnJSON {
+	if sig == nil {
+		return nil
+	}
+	cols := make([]columnJSON, len(sig.Columns))
+	for i, c := range sig.Columns {
+		cols[i] = columnJSON{Name: c.Name, DType: c.DType.String(), Shape: shapeJSON(c.Shape)}
+	}
+	return cols
+}
+
+// shapeJSON returns shape, with nil as [] so that it prints as a list.
+func shapeJSON(shape []int) []int {
+	if shape == nil {
+		return []int{}
+	}
+	return shape
 }
 
 func runInfo(ctx context.Context, g *globalOptions, args []string, stdout, stderr io.Writer) int {
@@ -130,9 +149,7 @@ func runInfo(ctx context.Context, g *globalOptions, args []string, stdout, stder
 		return fail(stderr, "info", err)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(toInfoJSON(g.addr, si)); err != nil {
+		if err := writeJSON(stdout, toInfoJSON(g.addr, si)); err != nil {
 			return fail(stderr, "info", err)
 		}
 		return exitOK

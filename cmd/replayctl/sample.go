@@ -115,11 +115,7 @@ func sampleFailed(ctx context.Context, c *replay.Client, g *globalOptions, table
 func columns(s replay.Sample) []columnJSON {
 	cols := make([]columnJSON, len(s.Columns))
 	for i, t := range s.Columns {
-		shape := t.Shape
-		if shape == nil {
-			shape = []int{}
-		}
-		cols[i] = columnJSON{DType: t.DType.String(), Shape: shape}
+		cols[i] = columnJSON{DType: t.DType.String(), Shape: shapeJSON(t.Shape)}
 		if i < len(s.Names) {
 			cols[i].Name = s.Names[i]
 		}
