@@ -244,11 +244,7 @@ func MustFromSlice[E Element](values []E, shape ...int) Tensor {
 }
 
 // Scalar returns a rank-0 tensor holding v.
-func Scalar[E Element](v E) Tensor {
-	t, _ := FromSlice([]E{v}, []int{}...)
-	t.Shape = []int{}
-	return t
-}
+func Scalar[E Element](v E) Tensor { return MustFromSlice([]E{v}, []int{}...) }
 
 // ToSlice returns a copy of t's elements as a []E. It fails if E does not
 // match t's dtype or the tensor is malformed.
@@ -307,22 +303,9 @@ var nativeLittleEndian = func() bool {
 	return *(*byte)(unsafe.Pointer(&x)) == 1
 }()
 
+// putElement writes v to dst in little-endian order. Only the size matters:
+// a bool's byte is already 0 or 1, and a float is written by its IEEE bits.
 func putElement[E Element](dst []byte, v E) {
-	switch x := any(v).(type) {
-	case bool:
-		if x {
-			dst[0] = 1
-		} else {
-			dst[0] = 0
-		}
-		return
-	case float32:
-		binary.LittleEndian.PutUint32(dst, math.Float32bits(x))
-		return
-	case float64:
-		binary.LittleEndian.PutUint64(dst, math.Float64bits(x))
-		return
-	}
 	switch unsafe.Sizeof(v) {
 	case 1:
 		dst[0] = *(*uint8)(unsafe.Pointer(&v))
@@ -335,6 +318,8 @@ func putElement[E Element](dst []byte, v E) {
 	}
 }
 
+// getElement reads a little-endian element from src, normalising a bool's
+// non-zero byte to true.
 func getElement[E Element](src []byte) E {
 	var v E
 	switch unsafe.Sizeof(v) {

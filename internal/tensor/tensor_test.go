@@ -435,3 +435,49 @@ func TestNumElements(t *testing.T) {
 		}
 	}
 }
+
+// TestPortableElementPath checks the per-element path used on big-endian
+// machines (putElement, getElement) against the native copy used here.
+func TestPortableElementPath(t *testing.T) {
+	check := func(name string, native []byte, put func(i int, dst []byte), size int) {
+		t.Helper()
+		got := make([]byte, len(native))
+		for i := 0; i < len(native)/size; i++ {
+			put(i, got[i*size:])
+		}
+		if string(got) != string(native) {
+			t.Errorf("%s: putElement wrote %v, native encoding is %v", name, got, native)
+		}
+	}
+	f32 := []float32{1.5, -2, float32(math.Inf(1))}
+	r32 := []reward{0.25, -1}
+	f64 := []float64{math.Pi, -0.0, math.MaxFloat64}
+	i16 := []int16{-1, 300, math.MinInt16}
+	u64 := []uint64{1 << 63, 42}
+	bs := []bool{true, false, true}
+	check("float32", MustFromSlice(f32).Data, func(i int, d []byte) { putElement(d, f32[i]) }, 4)
+	check("reward", MustFromSlice(r32).Data, func(i int, d []byte) { putElement(d, r32[i]) }, 4)
+	check("float64", MustFromSlice(f64).Data, func(i int, d []byte) { putElement(d, f64[i]) }, 8)
+	check("int16", MustFromSlice(i16).Data, func(i int, d []byte) { putElement(d, i16[i]) }, 2)
+	check("uint64", MustFromSlice(u64).Data, func(i int, d []byte) { putElement(d, u64[i]) }, 8)
+	check("bool", MustFromSlice(bs).Data, func(i int, d []byte) { putElement(d, bs[i]) }, 1)
+
+	if got := getElement[float32](MustFromSlice(f32).Data[4:]); got != f32[1] {
+		t.Errorf("getElement[float32] = %v, want %v", got, f32[1])
+	}
+	if got := getElement[reward](MustFromSlice(r32).Data); got != r32[0] {
+		t.Errorf("getElement[reward] = %v, want %v", got, r32[0])
+	}
+	if got := getElement[int16](MustFromSlice(i16).Data[4:]); got != i16[2] {
+		t.Errorf("getElement[int16] = %v, want %v", got, i16[2])
+	}
+	if got := getElement[uint64](MustFromSlice(u64).Data); got != u64[0] {
+		t.Errorf("getElement[uint64] = %v, want %v", got, u64[0])
+	}
+	if got := getElement[bool]([]byte{7}); !got {
+		t.Error("getElement[bool] of byte 7 is false, want true")
+	}
+	if got := getElement[bool]([]byte{0}); got {
+		t.Error("getElement[bool] of byte 0 is true")
+	}
+}
