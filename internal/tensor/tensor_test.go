@@ -451,7 +451,7 @@ func TestPortableElementPath(t *testing.T) {
 	}
 	f32 := []float32{1.5, -2, float32(math.Inf(1))}
 	r32 := []reward{0.25, -1}
-	f64 := []float64{math.Pi, -0.0, math.MaxFloat64}
+	f64 := []float64{math.Pi, math.Copysign(0, -1), math.MaxFloat64}
 	i16 := []int16{-1, 300, math.MinInt16}
 	u64 := []uint64{1 << 63, 42}
 	bs := []bool{true, false, true}
