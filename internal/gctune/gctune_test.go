@@ -3,6 +3,7 @@ package gctune
 import (
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
 	"time"
 )
@@ -51,10 +52,10 @@ func TestStartAdjustsAndRestores(t *testing.T) {
 	runtime.KeepAlive(keep)
 }
 
-// currentPercent reads the GC percentage (the runtime only reports it when
-// setting a new one, so set it back at once).
+// currentPercent reads the GC percentage without setting it, so it cannot
+// undo a change Start's goroutine makes at the same moment.
 func currentPercent() int {
-	p := debug.SetGCPercent(100)
-	debug.SetGCPercent(p)
-	return p
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(s[0].Value.Uint64())
 }
