@@ -56,9 +56,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		Dial: func(ctx context.Context) (*replay.Client, error) {
 			c := g
 			c.timeout = 0 // no call timeout during the run
-			dctx, cancel := context.WithTimeout(ctx, g.timeout)
-			defer cancel()
-			return c.dial(dctx)
+			if g.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, g.timeout)
+				defer cancel()
+			}
+			return c.dial(ctx)
 		},
 	}
 	if os.Getenv("GOGC") == "" && *gcPercent > 0 {
@@ -83,8 +86,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitError
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		if err := enc.Encode(res); err != nil {
+		if err := json.NewEncoder(stdout).Encode(res); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
 			return exitError
 		}
 		return exitOK

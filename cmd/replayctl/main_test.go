@@ -567,3 +567,13 @@ func TestReplayctlBinaries(t *testing.T) {
 		t.Fatalf("replayd: exit %d\n%s", code, srvProc.Output.String())
 	}
 }
+
+// bench runs against a server, also with --timeout 0 (no limit, not an
+// already expired dial).
+func TestReplayctlBench(t *testing.T) {
+	addr, _ := startServer(t, replay.ServerOptions{})
+	for _, timeout := range []string{"10s", "0"} {
+		r := ctl(t, "--addr", addr, "--timeout", timeout, "bench", "--table", "replay", "--duration", "100ms", "--json")
+		r.check(t, 0, []string{`"mode":"insert"`}, nil)
+	}
+}
