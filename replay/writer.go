@@ -40,9 +40,9 @@ import (
 // The server keeps, per stream, the chunks it has received and not yet
 // released ("pending"); after inserting a request's items it releases the
 // pending chunks listed in the request's release_chunk_keys. The writer
-// mirrors that set exactly (onServer): it changes only when the sender
-// builds a request, and requests are built and sent in order by one
-// goroutine. When a queued item is put into a request, the chunks it uses
+// mirrors that set exactly (a chunk's stream field): it changes only when
+// the sender builds a request, and requests are built and sent in order by
+// one goroutine. When a queued item is put into a request, the chunks it uses
 // that are not in the mirror are added to that request. A chunk of the
 // mirror is listed for release (and leaves the mirror) once no later
 // request can need it, that is when it is neither
@@ -263,18 +263,19 @@ type Writer struct {
 		stepOpen bool   // some column has a value in the open step
 		cols     map[string]*wcolumn
 
-		queue    []*witem          // unacknowledged items in creation order (acked ones trimmed from the front)
-		sent     int               // queue[:sent] has been sent on the current stream
-		pending  map[uint64]*witem // unacknowledged items by key
-		onServer map[uint64]*wchunk
-		// releasable lists chunks of onServer that no later request can
-		// need (out of the window, no unsent item uses them), to be named
-		// in the next request's release list. It is kept up to date as
-		// chunks leave the window and items are sent, so building a
-		// request never scans onServer.
+		queue   []*witem          // unacknowledged items in creation order (acked ones trimmed from the front)
+		sent    int               // queue[:sent] has been sent on the current stream
+		pending map[uint64]*witem // unacknowledged items by key
+		// releasable lists chunks the server holds that no later request
+		// can need (out of the window, no unsent item uses them), to be
+		// named in the next request's release list. It is kept up to date
+		// as chunks leave the window and items are sent, so building a
+		// request never scans the chunks.
 		releasable []*wchunk
 
-		streams int // insert streams opened, for tests and diagnostics
+		// streams counts the insert streams opened; the current one is
+		// number streams (see wchunk.stream).
+		streams int
 		// unackedMsgs counts requests sent on the current stream and not
 		// yet acknowledged (every request carries items and gets one
 		// response). The sender keeps at most maxUnackedMsgs in flight, so
@@ -311,7 +312,10 @@ type wchunk struct {
 	// current stream. A chunk on the server is kept while either holds.
 	inWindow bool
 	unsent   int
-	onServer bool // in w.mu.onServer
+	// stream is the number of the insert stream on which the server holds
+	// the chunk (sent and not released), or 0. A new stream starts with
+	// no chunk on the server, whatever older streams left.
+	stream int
 }
 
 func (c *wchunk) end() int64 { return c.start + int64(c.n) }
@@ -353,7 +357,6 @@ func (c *Client) NewWriter(opts WriterOptions) (*Writer, error) {
 	w.mu.changed = make(chan struct{})
 	w.mu.cols = make(map[string]*wcolumn)
 	w.mu.pending = make(map[uint64]*witem)
-	w.mu.onServer = make(map[uint64]*wchunk)
 	w.mu.episode = w.newKeyLocked()
 	go w.run()
 	return w, nil
@@ -534,12 +537,18 @@ func (w *Writer) leaveWindowLocked(c *wchunk) {
 	w.checkReleasableLocked(c)
 }
 
+// onServerLocked reports whether the server holds c for the current
+// stream.
+func (w *Writer) onServerLocked(c *wchunk) bool {
+	return c.stream != 0 && c.stream == w.mu.streams
+}
+
 // checkReleasableLocked queues c for release once the server holds it and
 // no later request can need it. It is called on the two transitions that
 // can make that true (leaving the window, the last unsent item using it
 // being sent), each of which happens once per chunk and stream.
 func (w *Writer) checkReleasableLocked(c *wchunk) {
-	if c.onServer && !c.inWindow && c.unsent == 0 {
+	if w.onServerLocked(c) && !c.inWindow && c.unsent == 0 {
 		w.mu.releasable = append(w.mu.releasable, c)
 	}
 }
@@ -1032,11 +1041,7 @@ func (w *Writer) session() (progress bool, err error) {
 // resetStreamLocked prepares a new stream: the server holds none of our
 // chunks and every unacknowledged item must be (re)sent.
 func (w *Writer) resetStreamLocked() {
-	w.mu.streams++
-	for _, c := range w.mu.onServer {
-		c.onServer = false
-	}
-	clear(w.mu.onServer)
+	w.mu.streams++ // chunks sent on older streams are no longer on the server
 	clear(w.mu.releasable)
 	w.mu.releasable = w.mu.releasable[:0]
 	for _, it := range w.mu.queue[:w.mu.sent] {
@@ -1102,7 +1107,7 @@ func (w *Writer) nextRequestLocked() (chunks []*table.Chunk, items []insertItem,
 		}
 		need := 0
 		for _, c := range it.chunks {
-			if !c.onServer {
+			if !w.onServerLocked(c) {
 				need += len(c.data.Data)
 			}
 		}
@@ -1110,9 +1115,8 @@ func (w *Writer) nextRequestLocked() (chunks []*table.Chunk, items []insertItem,
 			break
 		}
 		for _, c := range it.chunks {
-			if !c.onServer {
-				c.onServer = true
-				w.mu.onServer[c.key] = c
+			if !w.onServerLocked(c) {
+				c.stream = w.mu.streams
 				chunks = append(chunks, c.data)
 			}
 			c.unsent--
@@ -1127,8 +1131,7 @@ func (w *Writer) nextRequestLocked() (chunks []*table.Chunk, items []insertItem,
 	}
 	for _, c := range w.mu.releasable {
 		release = append(release, c.key)
-		delete(w.mu.onServer, c.key)
-		c.onServer = false
+		c.stream = 0
 	}
 	clear(w.mu.releasable)
 	w.mu.releasable = w.mu.releasable[:0]

@@ -834,7 +834,7 @@ func TestWriterChunkRefCounts(t *testing.T) {
 				t.Fatalf("step %d: column %s holds %d chunks", i, name, len(col.chunks))
 			}
 		}
-		if n := len(w.mu.onServer); n > 2*history+2*len(w.mu.queue) {
+		if n := len(onServerChunks(w)); n > 2*history+2*len(w.mu.queue) {
 			t.Fatalf("step %d: %d chunks mirrored on the server", i, n)
 		}
 		w.mu.Unlock()
@@ -846,7 +846,7 @@ func TestWriterChunkRefCounts(t *testing.T) {
 	}
 	// The stream keeps only the sent chunks of the history window.
 	window := 0
-	for _, c := range w.mu.onServer {
+	for c := range onServerChunks(w) {
 		if !c.inWindow {
 			t.Errorf("chunk %d kept on the server outside the window", c.key)
 		}
@@ -871,6 +871,28 @@ func TestWriterChunkRefCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, func() bool { return store.Len() == base })
+}
+
+// onServerChunks returns the chunks w's mirror says the server holds for
+// its stream. Every such chunk is in its column's window, used by a queued
+// item, or waiting to be released. w.mu must be held.
+func onServerChunks(w *Writer) map[*wchunk]bool {
+	held := map[*wchunk]bool{}
+	add := func(cs []*wchunk) {
+		for _, c := range cs {
+			if w.onServerLocked(c) {
+				held[c] = true
+			}
+		}
+	}
+	for _, col := range w.mu.cols {
+		add(col.chunks)
+	}
+	for _, it := range w.mu.queue {
+		add(it.chunks)
+	}
+	add(w.mu.releasable)
+	return held
 }
 
 // ExampleWriter writes a short episode and reads its items back.
