@@ -8,32 +8,57 @@ import (
 	"github.com/recall-rl/recall/table"
 )
 
-// decodeArena decodes the repeated parts of one message (chunks, their
+// decodeArena decodes the repeated parts of a message (chunks, their
 // column specs, trajectories, table names) with a few allocations per
-// message instead of several per item: records are carved out of slices
+// message instead of several per item: records are carved out of blocks
 // sized for the whole message, and column specs and names that repeat from
 // one chunk or item to the next are shared. Everything it returns is
 // immutable, so sharing is safe; the records of one message live as long as
 // any of them is referenced, as the message buffer their payloads alias
 // does.
+//
+// The insert path uses a fresh arena per request (the table keeps what it
+// returns); the sample decoder keeps one and rewinds its trajectory blocks
+// for every sample, since it keeps nothing of a trajectory once its
+// columns are assembled.
 type decodeArena struct {
-	chunks  []table.Chunk
-	columns []table.TrajectoryColumn
-	slices  []table.ChunkSlice
+	chunks  block[table.Chunk]
+	columns block[table.TrajectoryColumn]
+	slices  block[table.ChunkSlice]
 
 	lastSpecs []table.ColumnSpec
 	lastName  string
+	// col is trajectory's scratch: passed to a function value, it would
+	// escape to the heap once per call as a local.
+	col wire.TrajectoryColumn
 }
 
-// take returns the next n records of *pool, allocating a new block of at
-// least min(n, hint) when it runs out.
-func take[T any](pool *[]T, n, hint int) []T {
-	if len(*pool) < n {
-		*pool = make([]T, max(n, hint))
+// block hands out small slices carved from one shared allocation.
+type block[T any] struct {
+	buf   []T
+	used  int // of buf
+	taken int // since the last rewind, across buffers
+}
+
+// take returns the next n records, allocating a new buffer of
+// max(n, hint) records when the current one runs out.
+func (b *block[T]) take(n, hint int) []T {
+	if len(b.buf)-b.used < n {
+		b.buf, b.used = make([]T, max(n, hint)), 0
 	}
-	out := (*pool)[:n:n]
-	*pool = (*pool)[n:]
+	out := b.buf[b.used : b.used+n : b.used+n]
+	b.used += n
+	b.taken += n
 	return out
+}
+
+// rewind makes the buffer available again from its start, grown to hold
+// everything taken since the last rewind: none of it may still be in use.
+func (b *block[T]) rewind() {
+	if b.taken > len(b.buf) {
+		b.buf = make([]T, b.taken)
+	}
+	b.used, b.taken = 0, 0
 }
 
 // name returns b as a string, reusing the previous one when equal.
@@ -79,40 +104,49 @@ func (a *decodeArena) columnSpecs(buf []byte, w *wire.Chunk) ([]table.ColumnSpec
 	return specs, nil
 }
 
-// chunk decodes a chunk record; its Data aliases buf.
-func (a *decodeArena) chunk(buf []byte, w *wire.Chunk, remaining int) (*table.Chunk, error) {
-	c := &take(&a.chunks, 1, remaining)[0]
-	*c = table.Chunk{Key: w.Key(), EpisodeID: w.EpisodeId(), Start: w.Start(), Length: w.Length(), Data: w.DataBytes()}
+// readChunk reads a chunk's fields but its column specs; Data aliases the
+// message buffer.
+func readChunk(w *wire.Chunk) (table.Chunk, error) {
+	c := table.Chunk{Key: w.Key(), EpisodeID: w.EpisodeId(), Start: w.Start(), Length: w.Length(), Data: w.DataBytes()}
 	if c.Length <= 0 {
-		return nil, fmt.Errorf("%w: chunk %d has length %d", errMalformed, c.Key, c.Length)
+		return c, fmt.Errorf("%w: chunk %d has length %d", errMalformed, c.Key, c.Length)
 	}
-	cols, err := a.columnSpecs(buf, w)
-	if err != nil {
-		return nil, fmt.Errorf("chunk %d: %w", c.Key, err)
-	}
-	c.Columns = cols
 	return c, nil
 }
 
-// trajectory decodes an item's trajectory; hint sizes new blocks (about
-// the columns left in the message).
-func (a *decodeArena) trajectory(buf []byte, w *wire.Item, hint int) ([]table.TrajectoryColumn, error) {
-	n := w.TrajectoryLength()
+// chunk decodes a chunk record with its column specs; its Data aliases
+// buf. hint sizes a new block (about the chunks left in the message).
+func (a *decodeArena) chunk(buf []byte, w *wire.Chunk, hint int) (*table.Chunk, error) {
+	c := &a.chunks.take(1, hint)[0]
+	var err error
+	if *c, err = readChunk(w); err != nil {
+		return nil, err
+	}
+	if c.Columns, err = a.columnSpecs(buf, w); err != nil {
+		return nil, fmt.Errorf("chunk %d: %w", c.Key, err)
+	}
+	return c, nil
+}
+
+// trajectory decodes a trajectory of n columns, read with get (an Item's
+// or a SampledItem's Trajectory method); hint sizes new blocks (about the
+// columns left in the message).
+func (a *decodeArena) trajectory(buf []byte, n int, get func(*wire.TrajectoryColumn, int) bool, hint int) ([]table.TrajectoryColumn, error) {
 	if err := checkLen(buf, n, 4, "trajectory"); err != nil {
 		return nil, err
 	}
-	out := take(&a.columns, n, hint)
-	var col wire.TrajectoryColumn
+	out := a.columns.take(n, hint)
+	col := &a.col
 	var sl wire.ChunkSlice
 	for i := range out {
-		if !w.Trajectory(&col, i) {
+		if !get(col, i) {
 			return nil, fmt.Errorf("%w: trajectory column %d unreadable", errMalformed, i)
 		}
 		sn := col.SlicesLength()
 		if err := checkLen(buf, sn, 20, "chunk slices"); err != nil {
 			return nil, err
 		}
-		slices := take(&a.slices, sn, hint)
+		slices := a.slices.take(sn, hint)
 		for j := range slices {
 			if !col.Slices(&sl, j) {
 				return nil, fmt.Errorf("%w: slice %d unreadable", errMalformed, j)

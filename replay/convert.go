@@ -92,10 +92,15 @@ func buildUint64s(b *flatbuffers.Builder, vs []uint64) flatbuffers.UOffsetT {
 	return b.EndVector(len(vs))
 }
 
-// buildChunk writes c, including its payload, into b.
-func buildChunk(b *flatbuffers.Builder, c *table.Chunk) flatbuffers.UOffsetT {
+// buildChunk writes c, including its payload, into b; its column specs
+// only when withColumns (sample responses leave them out: the chunk data
+// describes its own columns, and clients read them from there).
+func buildChunk(b *flatbuffers.Builder, c *table.Chunk, withColumns bool) flatbuffers.UOffsetT {
 	data := b.CreateByteVector(c.Data)
-	cols := buildColumnSpecs(b, c.Columns)
+	var cols flatbuffers.UOffsetT
+	if withColumns {
+		cols = buildColumnSpecs(b, c.Columns)
+	}
 	wire.ChunkStart(b)
 	wire.ChunkAddKey(b, c.Key)
 	wire.ChunkAddEpisodeId(b, c.EpisodeID)
@@ -138,32 +143,13 @@ func parseColumnSpecs(buf []byte, n int, get func(*wire.ColumnSpec, int) bool) (
 	return out, nil
 }
 
-// parseChunk copies a chunk's metadata out of the message; Data aliases the
-// message buffer, which is not reused once decoded.
-func parseChunk(buf []byte, w *wire.Chunk) (*table.Chunk, error) {
-	c := &table.Chunk{
-		Key:       w.Key(),
-		EpisodeID: w.EpisodeId(),
-		Start:     w.Start(),
-		Length:    w.Length(),
-		Data:      w.DataBytes(),
-	}
-	if c.Length <= 0 {
-		return nil, fmt.Errorf("%w: chunk %d has length %d", errMalformed, c.Key, c.Length)
-	}
-	cols, err := parseColumnSpecs(buf, w.ColumnsLength(), w.Columns)
-	if err != nil {
-		return nil, fmt.Errorf("chunk %d: %w", c.Key, err)
-	}
-	c.Columns = cols
-	return c, nil
-}
-
 // --- trajectories -----------------------------------------------------------
 
-func buildTrajectory(b *flatbuffers.Builder, traj []table.TrajectoryColumn) flatbuffers.UOffsetT {
-	offs := make([]flatbuffers.UOffsetT, len(traj))
-	for i, col := range traj {
+// buildTrajectory writes traj into b. offs is scratch space for the
+// columns' offsets; it is returned, grown as needed, for the next call.
+func buildTrajectory(b *flatbuffers.Builder, traj []table.TrajectoryColumn, offs []flatbuffers.UOffsetT) (flatbuffers.UOffsetT, []flatbuffers.UOffsetT) {
+	offs = offs[:0]
+	for _, col := range traj {
 		wire.TrajectoryColumnStartSlicesVector(b, len(col.Slices))
 		for j := len(col.Slices) - 1; j >= 0; j-- {
 			s := col.Slices[j]
@@ -175,36 +161,9 @@ func buildTrajectory(b *flatbuffers.Builder, traj []table.TrajectoryColumn) flat
 		if col.Squeeze {
 			wire.TrajectoryColumnAddSqueeze(b, true)
 		}
-		offs[i] = wire.TrajectoryColumnEnd(b)
+		offs = append(offs, wire.TrajectoryColumnEnd(b))
 	}
-	return endOffsetVector(b, offs)
-}
-
-func parseTrajectory(buf []byte, n int, get func(*wire.TrajectoryColumn, int) bool) ([]table.TrajectoryColumn, error) {
-	if err := checkLen(buf, n, 4, "trajectory"); err != nil {
-		return nil, err
-	}
-	out := make([]table.TrajectoryColumn, n)
-	var col wire.TrajectoryColumn
-	var sl wire.ChunkSlice
-	for i := range out {
-		if !get(&col, i) {
-			return nil, fmt.Errorf("%w: trajectory column %d unreadable", errMalformed, i)
-		}
-		sn := col.SlicesLength()
-		if err := checkLen(buf, sn, 20, "chunk slices"); err != nil {
-			return nil, err
-		}
-		slices := make([]table.ChunkSlice, sn)
-		for j := range slices {
-			if !col.Slices(&sl, j) {
-				return nil, fmt.Errorf("%w: slice %d unreadable", errMalformed, j)
-			}
-			slices[j] = table.ChunkSlice{ChunkKey: sl.ChunkKey(), Offset: sl.Offset(), Length: sl.Length(), Index: sl.Index()}
-		}
-		out[i] = table.TrajectoryColumn{Slices: slices, Squeeze: col.Squeeze()}
-	}
-	return out, nil
+	return endOffsetVector(b, offs), offs
 }
 
 // --- insert -----------------------------------------------------------------
@@ -256,7 +215,7 @@ func parseInsertRequest(buf []byte) (req insertRequest, err error) {
 		if !w.Items(&wi, i) {
 			return req, fmt.Errorf("%w: item %d unreadable", errMalformed, i)
 		}
-		traj, err := a.trajectory(buf, &wi, n-i)
+		traj, err := a.trajectory(buf, wi.TrajectoryLength(), wi.Trajectory, n-i)
 		if err != nil {
 			return req, fmt.Errorf("item %d: %w", wi.Key(), err)
 		}
@@ -349,81 +308,6 @@ func buildSampleRequest(tableName string, credit int32, timeout time.Duration, m
 	}
 	b.Finish(wire.SampleRequestEnd(b))
 	return b
-}
-
-// buildSampleResponse writes samples and, once each, the chunks they use
-// (see sampleResponseWriter, which the server uses with pooled builders).
-func buildSampleResponse(samples []table.Sampled) *flatbuffers.Builder {
-	b := flatbuffers.NewBuilder(sampleResponseSize(samples))
-	var w sampleResponseWriter
-	w.build(b, samples)
-	return b
-}
-
-// parseSampleResponse decodes samples; chunk data aliases buf.
-func parseSampleResponse(buf []byte) (out []table.Sampled, err error) {
-	defer decodeGuard(&err)
-	if err := rootOK(buf); err != nil {
-		return nil, err
-	}
-	w := wire.GetRootAsSampleResponse(buf, 0)
-	n := w.ChunksLength()
-	if err := checkLen(buf, n, 4, "chunks"); err != nil {
-		return nil, err
-	}
-	chunks := make(map[uint64]*table.Chunk, n)
-	var wc wire.Chunk
-	for i := 0; i < n; i++ {
-		if !w.Chunks(&wc, i) {
-			return nil, fmt.Errorf("%w: chunk %d unreadable", errMalformed, i)
-		}
-		c, err := parseChunk(buf, &wc)
-		if err != nil {
-			return nil, err
-		}
-		chunks[c.Key] = c
-	}
-	n = w.SamplesLength()
-	if err := checkLen(buf, n, 4, "samples"); err != nil {
-		return nil, err
-	}
-	out = make([]table.Sampled, n)
-	var ws wire.SampledItem
-	var wi wire.SampleInfo
-	for i := range out {
-		if !w.Samples(&ws, i) {
-			return nil, fmt.Errorf("%w: sample %d unreadable", errMalformed, i)
-		}
-		if ws.Info(&wi) == nil {
-			return nil, fmt.Errorf("%w: sample %d has no info", errMalformed, i)
-		}
-		s := table.Sampled{Info: table.SampleInfo{
-			Key:          wi.Key(),
-			Priority:     wi.Priority(),
-			Probability:  wi.Probability(),
-			TimesSampled: wi.TimesSampled(),
-			TableSize:    wi.TableSize(),
-			InsertedAt:   time.Unix(0, wi.InsertedAtUnixNanos()),
-			RateLimited:  wi.RateLimited(),
-		}}
-		if s.Trajectory, err = parseTrajectory(buf, ws.TrajectoryLength(), ws.Trajectory); err != nil {
-			return nil, err
-		}
-		kn := ws.ChunkKeysLength()
-		if err := checkLen(buf, kn, 8, "chunk keys"); err != nil {
-			return nil, err
-		}
-		s.Chunks = make([]*table.Chunk, kn)
-		for j := range s.Chunks {
-			c, ok := chunks[ws.ChunkKeys(j)]
-			if !ok {
-				return nil, fmt.Errorf("%w: sample %d uses chunk %d, which the response lacks", errMalformed, i, ws.ChunkKeys(j))
-			}
-			s.Chunks[j] = c
-		}
-		out[i] = s
-	}
-	return out, nil
 }
 
 // --- mutate, reset ----------------------------------------------------------
@@ -675,13 +559,16 @@ func buildInsertRequest(chunks []*table.Chunk, items []insertItem, release []uin
 func buildInsertRequestInto(b *flatbuffers.Builder, chunks []*table.Chunk, items []insertItem, release []uint64) {
 	chunkOffs := make([]flatbuffers.UOffsetT, len(chunks))
 	for i, c := range chunks {
-		chunkOffs[i] = buildChunk(b, c)
+		chunkOffs[i] = buildChunk(b, c, true)
 	}
 	cv := endOffsetVector(b, chunkOffs)
 	itemOffs := make([]flatbuffers.UOffsetT, len(items))
+	var scratch [16]flatbuffers.UOffsetT
+	colOffs := scratch[:0]
 	for i, it := range items {
 		name := b.CreateSharedString(it.table) // one copy per distinct name
-		traj := buildTrajectory(b, it.trajectory)
+		var traj flatbuffers.UOffsetT
+		traj, colOffs = buildTrajectory(b, it.trajectory, colOffs)
 		wire.ItemStart(b)
 		wire.ItemAddKey(b, it.key)
 		wire.ItemAddTableName(b, name)

@@ -1,7 +1,9 @@
 package replay
 
 import (
+	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -10,7 +12,7 @@ import (
 
 // The fuzz targets feed arbitrary bytes to each message decoder. A decoder
 // may reject its input, but must never panic, hang or allocate beyond the
-// input's size; every accepted message must re-encode.
+// input's size; every accepted request must re-encode.
 
 func seedChunk() *table.Chunk {
 	return &table.Chunk{Key: 7, EpisodeID: 3, Start: 10, Length: 2, Data: []byte("payload"),
@@ -67,18 +69,31 @@ func FuzzParseResetRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) { _, _ = parseResetRequest(b) })
 }
 
-func FuzzParseSampleResponse(f *testing.F) {
+// FuzzDecodeSampleResponse feeds the client's sample decoder. A decoded
+// response cannot be re-encoded (its samples are assembled columns), so
+// instead a decoder that has decoded every earlier input must decode each
+// one exactly as a fresh decoder does: its scratch space carries nothing
+// over.
+func FuzzDecodeSampleResponse(f *testing.F) {
 	c := seedChunk()
 	s := table.Sampled{Info: table.SampleInfo{Key: 1, Priority: 1, Probability: 0.5, TimesSampled: 2, TableSize: 9, InsertedAt: time.Unix(5, 0)},
 		Trajectory: []table.TrajectoryColumn{{Slices: []table.ChunkSlice{{ChunkKey: 7, Length: 2}}}}, Chunks: []*table.Chunk{c}}
 	f.Add(buildSampleResponse([]table.Sampled{s, s}).FinishedBytes())
+	f.Add(buildSampleResponse(mixedSamples(f)).FinishedBytes())
+	var reused responseDecoder
 	f.Fuzz(func(t *testing.T, b []byte) {
-		out, err := parseSampleResponse(b)
-		if err != nil {
-			return
+		got, err := reused.decode(b)
+		var fresh responseDecoder
+		want, werr := fresh.decode(b)
+		if (err == nil) != (werr == nil) || len(got) != len(want) {
+			t.Fatalf("reused decoder: %d samples, %v; fresh: %d samples, %v", len(got), err, len(want), werr)
 		}
-		if _, err := parseSampleResponse(buildSampleResponse(out).FinishedBytes()); err != nil {
-			t.Fatal(err)
+		for i := range got {
+			g, w := got[i], want[i]
+			if fmt.Sprint(g.Info) != fmt.Sprint(w.Info) || !slices.Equal(g.Names, w.Names) ||
+				!slices.EqualFunc(g.Columns, w.Columns, Tensor.Equal) {
+				t.Fatalf("sample %d: reused decoder %+v, fresh %+v", i, g, w)
+			}
 		}
 	})
 }

@@ -70,7 +70,7 @@ func (w *sampleResponseWriter) build(b *flatbuffers.Builder, samples []table.Sam
 		for _, c := range samples[i].Chunks {
 			payload += len(c.Data)
 			if w.seen.add(c.Key) {
-				w.chunkOffs = append(w.chunkOffs, buildSampleChunk(b, c))
+				w.chunkOffs = append(w.chunkOffs, buildChunk(b, c, false))
 			}
 		}
 	}
@@ -78,7 +78,8 @@ func (w *sampleResponseWriter) build(b *flatbuffers.Builder, samples []table.Sam
 	w.itemOffs = w.itemOffs[:0]
 	for i := range samples {
 		s := &samples[i]
-		traj := w.buildTrajectory(b, s.Trajectory)
+		var traj flatbuffers.UOffsetT
+		traj, w.colOffs = buildTrajectory(b, s.Trajectory, w.colOffs)
 		b.StartVector(8, len(s.Chunks), 8)
 		for j := len(s.Chunks) - 1; j >= 0; j-- {
 			b.PrependUint64(s.Chunks[j].Key)
@@ -105,38 +106,6 @@ func (w *sampleResponseWriter) build(b *flatbuffers.Builder, samples []table.Sam
 	wire.SampleResponseAddChunks(b, chunks)
 	b.Finish(wire.SampleResponseEnd(b))
 	return payload
-}
-
-// buildTrajectory is the package's buildTrajectory with reused scratch.
-func (w *sampleResponseWriter) buildTrajectory(b *flatbuffers.Builder, traj []table.TrajectoryColumn) flatbuffers.UOffsetT {
-	w.colOffs = w.colOffs[:0]
-	for _, col := range traj {
-		wire.TrajectoryColumnStartSlicesVector(b, len(col.Slices))
-		for j := len(col.Slices) - 1; j >= 0; j-- {
-			s := col.Slices[j]
-			wire.CreateChunkSlice(b, s.ChunkKey, s.Offset, s.Length, s.Index)
-		}
-		slices := b.EndVector(len(col.Slices))
-		wire.TrajectoryColumnStart(b)
-		wire.TrajectoryColumnAddSlices(b, slices)
-		if col.Squeeze {
-			wire.TrajectoryColumnAddSqueeze(b, true)
-		}
-		w.colOffs = append(w.colOffs, wire.TrajectoryColumnEnd(b))
-	}
-	return endOffsetVector(b, w.colOffs)
-}
-
-// buildSampleChunk writes c, without its column specs, into b.
-func buildSampleChunk(b *flatbuffers.Builder, c *table.Chunk) flatbuffers.UOffsetT {
-	data := b.CreateByteVector(c.Data)
-	wire.ChunkStart(b)
-	wire.ChunkAddKey(b, c.Key)
-	wire.ChunkAddEpisodeId(b, c.EpisodeID)
-	wire.ChunkAddStart(b, c.Start)
-	wire.ChunkAddLength(b, c.Length)
-	wire.ChunkAddData(b, data)
-	return wire.ChunkEnd(b)
 }
 
 // keySet is a set of chunk keys that is emptied in constant time: an
@@ -202,9 +171,8 @@ type responseDecoder struct {
 	index   map[uint64]int
 	indexed bool
 	last    int // the chunk of the latest lookup
-	// scratch for one sample's trajectory
-	traj   []table.TrajectoryColumn
-	slices []table.ChunkSlice
+	// arena decodes a sample's trajectory; rewound for every sample.
+	arena decodeArena
 }
 
 type respChunk struct {
@@ -260,16 +228,16 @@ func (d *responseDecoder) parse(buf []byte) (out []Sample, err error) {
 		if !w.Chunks(&wc, i) {
 			return nil, fmt.Errorf("%w: chunk %d unreadable", errMalformed, i)
 		}
-		key := wc.Key()
-		if l := wc.Length(); l <= 0 {
-			return nil, fmt.Errorf("%w: chunk %d has length %d", errMalformed, key, l)
+		c, err := readChunk(&wc)
+		if err != nil {
+			return nil, err
 		}
 		if i < cap(d.chunks) {
 			d.chunks = d.chunks[:i+1]
 		} else {
 			d.chunks = append(d.chunks, respChunk{})
 		}
-		d.chunks[i].key, d.chunks[i].data = key, wc.DataBytes()
+		d.chunks[i].key, d.chunks[i].data = c.Key, c.Data
 	}
 	d.next, d.last, d.indexed = 0, -1, false
 
@@ -279,8 +247,6 @@ func (d *responseDecoder) parse(buf []byte) (out []Sample, err error) {
 	}
 	var ws wire.SampledItem
 	var wi wire.SampleInfo
-	var col wire.TrajectoryColumn
-	var sl wire.ChunkSlice
 	// One block each for all samples' column and name slices.
 	ncols := 0
 	for i := 0; i < ns; i++ {
@@ -295,7 +261,7 @@ func (d *responseDecoder) parse(buf []byte) (out []Sample, err error) {
 	out = make([]Sample, 0, ns)
 	tensors := make([]Tensor, ncols)
 	names := make([]string, ncols)
-	shapes := intArena{block: make([]int, 3*ncols)} // [steps, dims...] of rank ≤ 2 fit
+	shapes := block[int]{buf: make([]int, 3*ncols)} // [steps, dims...] of rank ≤ 2 fit
 	for i := 0; i < ns; i++ {
 		w.Samples(&ws, i)
 		if ws.Info(&wi) == nil {
@@ -311,27 +277,15 @@ func (d *responseDecoder) parse(buf []byte) (out []Sample, err error) {
 			RateLimited:  wi.RateLimited(),
 		}
 		tn := ws.TrajectoryLength()
-		d.traj, d.slices = d.traj[:0], d.slices[:0]
-		for j := 0; j < tn; j++ {
-			if !ws.Trajectory(&col, j) {
-				return out, fmt.Errorf("%w: trajectory column %d unreadable", errMalformed, j)
-			}
-			sn := col.SlicesLength()
-			if err := checkLen(buf, sn, 20, "chunk slices"); err != nil {
-				return out, err
-			}
-			start := len(d.slices)
-			for k := 0; k < sn; k++ {
-				if !col.Slices(&sl, k) {
-					return out, fmt.Errorf("%w: slice %d unreadable", errMalformed, k)
-				}
-				d.slices = append(d.slices, table.ChunkSlice{ChunkKey: sl.ChunkKey(), Offset: sl.Offset(), Length: sl.Length(), Index: sl.Index()})
-			}
-			d.traj = append(d.traj, table.TrajectoryColumn{Slices: d.slices[start:len(d.slices):len(d.slices)], Squeeze: col.Squeeze()})
+		d.arena.columns.rewind()
+		d.arena.slices.rewind()
+		traj, err := d.arena.trajectory(buf, tn, ws.Trajectory, tn)
+		if err != nil {
+			return out, err
 		}
 		cols, nms := tensors[:tn:tn], names[:tn:tn]
 		tensors, names = tensors[tn:], names[tn:]
-		if err := assembleColumns(d.traj, cols, nms, &shapes, d); err != nil {
+		if err := assembleColumns(traj, cols, nms, &shapes, d); err != nil {
 			return out, assembleErr{err}
 		}
 		out = append(out, Sample{Info: info, Columns: cols, Names: nms})
@@ -374,18 +328,6 @@ func (d *responseDecoder) chunk(key uint64) (*chunkcodec.Chunk, bool, error) {
 		c.decoded = true
 	}
 	return &c.dc, true, nil
-}
-
-// intArena hands out small []int from shared blocks.
-type intArena struct{ block []int }
-
-func (a *intArena) take(n int) []int {
-	if len(a.block) < n {
-		a.block = make([]int, max(n, 64))
-	}
-	s := a.block[:n:n]
-	a.block = a.block[n:]
-	return s
 }
 
 // samplePipelineDepth is how many responses a Sample stream splits the

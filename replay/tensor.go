@@ -47,62 +47,19 @@ func Scalar[E tensor.Element](v E) Tensor { return tensor.Scalar(v) }
 // the sample waited for the rate limiter.
 type SampleInfo = table.SampleInfo
 
-// decodedChunks decodes each chunk of a response once, however many samples
-// use it.
-type decodedChunks map[uint64]*chunkcodec.Chunk
-
-func (d decodedChunks) get(c *table.Chunk) (*chunkcodec.Chunk, error) {
-	if dc, ok := d[c.Key]; ok {
-		return dc, nil
-	}
-	dc, err := chunkcodec.Decode(c.Data)
-	if err != nil {
-		return nil, fmt.Errorf("replay: chunk %d: %w", c.Key, err)
-	}
-	d[c.Key] = dc
-	return dc, nil
-}
-
 // chunkSource resolves the chunk keys of a sample's trajectory to decoded
 // chunks: ok is false for a chunk that was not sent.
 type chunkSource interface {
 	chunk(key uint64) (dc *chunkcodec.Chunk, ok bool, err error)
 }
 
-// sampledChunks is the chunkSource of one table.Sampled.
-type sampledChunks struct {
-	s   *table.Sampled
-	dec decodedChunks
-}
-
-func (sc sampledChunks) chunk(key uint64) (*chunkcodec.Chunk, bool, error) {
-	for _, c := range sc.s.Chunks {
-		if c.Key == key {
-			dc, err := sc.dec.get(c)
-			return dc, true, err
-		}
-	}
-	return nil, false, nil
-}
-
-// assemble builds an item's columns from decoded chunks: each column is the
-// concatenation of its slices along the step axis, squeezed to a single
-// step when the column says so. Column names come from the chunks.
-func assemble(s *table.Sampled, dec decodedChunks) (cols []Tensor, names []string, err error) {
-	cols = make([]Tensor, len(s.Trajectory))
-	names = make([]string, len(s.Trajectory))
-	var shapes intArena
-	if err := assembleColumns(s.Trajectory, cols, names, &shapes, sampledChunks{s, dec}); err != nil {
-		return nil, nil, err
-	}
-	return cols, names, nil
-}
-
 // assembleColumns fills cols and names, of len(traj) each, with the
-// columns of a trajectory (see assemble). A column of one slice shares the
+// columns of a trajectory: each column is the concatenation of its slices
+// along the step axis, squeezed to a single step when the column says so.
+// Column names come from the chunks. A column of one slice shares the
 // decoded chunk's data; one of several slices is copied together. Shapes
 // come from shapes.
-func assembleColumns(traj []table.TrajectoryColumn, cols []Tensor, names []string, shapes *intArena, src chunkSource) error {
+func assembleColumns(traj []table.TrajectoryColumn, cols []Tensor, names []string, shapes *block[int], src chunkSource) error {
 	for ci := range traj {
 		col := &traj[ci]
 		var (
@@ -130,7 +87,7 @@ func assembleColumns(traj []table.TrajectoryColumn, cols []Tensor, names []strin
 			part := b.Data[int(sl.Offset)*sb : (int(sl.Offset)+int(sl.Length))*sb]
 			if si == 0 {
 				names[ci] = info.Name
-				shape := shapes.take(1 + len(info.Shape))
+				shape := shapes.take(1+len(info.Shape), 64)
 				copy(shape[1:], info.Shape)
 				out = Tensor{DType: info.DType, Shape: shape}
 				stepBytes = sb
@@ -153,7 +110,7 @@ func assembleColumns(traj []table.TrajectoryColumn, cols []Tensor, names []strin
 		}
 		if len(col.Slices) == 0 {
 			// No data: an empty column without a known dtype, as before.
-			out.Shape = shapes.take(1)
+			out.Shape = shapes.take(1, 64)
 		}
 		out.Shape[0] = steps
 		if col.Squeeze {
