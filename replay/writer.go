@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -262,6 +261,7 @@ type Writer struct {
 		base     int64  // position of history index 0 (moved by EndEpisode(clearBuffers))
 		stepOpen bool   // some column has a value in the open step
 		cols     map[string]*wcolumn
+		names    []string // Append's scratch: the step's column names, sorted
 
 		queue   []*witem          // unacknowledged items in creation order (acked ones trimmed from the front)
 		sent    int               // queue[:sent] has been sent on the current stream
@@ -442,7 +442,13 @@ func (w *Writer) append(step map[string]Tensor, complete bool) error {
 			}
 		}
 	} else {
-		for _, name := range slices.Sorted(maps.Keys(step)) {
+		names := w.mu.names[:0]
+		for name := range step {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		w.mu.names = names
+		for _, name := range names {
 			if err := add(name, step[name]); err != nil {
 				return err
 			}
