@@ -49,7 +49,7 @@ func childMain(ctx context.Context, p *program.Program, role string) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "launch: node %s: %v\n", env[envNode], err)
 		if c != nil {
-			c.report(exitError, err.Error())
+			c.report(err.Error())
 			c.ctl.Close()
 		}
 		return exitError
@@ -136,7 +136,7 @@ func (c *child) run(ctx context.Context) int {
 
 	unbind, err := c.p.Bind(c)
 	if err != nil {
-		c.report(exitError, err.Error())
+		c.report(err.Error())
 		return exitError
 	}
 	var watchers sync.WaitGroup
@@ -170,7 +170,7 @@ func (c *child) run(ctx context.Context) int {
 	if code != exitOK {
 		fmt.Fprintf(os.Stderr, "node %s: %s\n", c.id, msg)
 	}
-	c.report(code, msg)
+	c.report(msg)
 	close(quit)
 	cancel(program.ErrStopped)
 	c.wg.Wait()
@@ -204,10 +204,13 @@ func (c *child) watchLauncher(ctx context.Context, cancel context.CancelCauseFun
 	}
 }
 
-func (c *child) report(code int, msg string) {
+// report tells the launcher the node's error ("" if it ended cleanly). If
+// that fails, the launcher still has the exit status and the stderr tail,
+// where run printed the error.
+func (c *child) report(msg string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_, _ = c.ctl.Call(ctx, "Report", c.token, c.id.String(), c.attempt, code, msg)
+	_, _ = c.ctl.Call(ctx, "Report", c.token, c.id.String(), c.attempt, msg)
 }
 
 // --- program.Env ----------------------------------------------------------

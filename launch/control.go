@@ -2,10 +2,9 @@ package launch
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/hex"
 	"fmt"
+	"hash/fnv"
 	"sync"
 
 	"google.golang.org/grpc/codes"
@@ -31,17 +30,10 @@ const (
 
 var allEnv = []string{envRole, envNode, envControl, envToken, envParent, envAttempt, envFingerprint, envAddrs, envDisableRun}
 
-func newToken() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // report is what a child says about how its node ended.
 type report struct {
 	attempt int
-	code    int
-	msg     string
+	msg     string // the node's error, "" if it ended cleanly
 }
 
 // control is the launcher's courier service for its children: they
@@ -114,13 +106,14 @@ func (c *control) Stop(ctx context.Context, token, id string) error {
 	return nil
 }
 
-// Report records how attempt of node id ended, just before it exits.
-func (c *control) Report(ctx context.Context, token, id string, attempt, code int, msg string) error {
+// Report records how attempt of node id ended, just before it exits: msg
+// is its error, "" if it ended cleanly (the exit status tells the rest).
+func (c *control) Report(ctx context.Context, token, id string, attempt int, msg string) error {
 	if err := c.check(token); err != nil {
 		return err
 	}
 	c.mu.Lock()
-	c.reports[id] = report{attempt: attempt, code: code, msg: msg}
+	c.reports[id] = report{attempt: attempt, msg: msg}
 	c.mu.Unlock()
 	return nil
 }
@@ -140,10 +133,10 @@ func (c *control) takeReport(id string, attempt int) (report, bool) {
 // fingerprint summarises a program's structure, so that a child can check
 // it built the same program as its launcher.
 func fingerprint(p *program.Program) string {
-	var b []byte
+	h := fnv.New64a()
 	var walk func(ni program.NodeInfo)
 	walk = func(ni program.NodeInfo) {
-		b = fmt.Appendf(b, "%s:%s;", ni.ID, ni.Kind)
+		fmt.Fprintf(h, "%s:%s;", ni.ID, ni.Kind)
 		for _, m := range ni.Members {
 			walk(m)
 		}
@@ -151,14 +144,5 @@ func fingerprint(p *program.Program) string {
 	for _, ni := range p.Nodes() {
 		walk(ni)
 	}
-	return fmt.Sprintf("%x", fnv64(b))
-}
-
-func fnv64(b []byte) uint64 {
-	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	return h
+	return fmt.Sprintf("%x", h.Sum64())
 }

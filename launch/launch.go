@@ -98,7 +98,6 @@ type result struct {
 	signal   string
 	stderr   []string
 	killed   bool // killed or abandoned after the grace period
-	panicked bool
 }
 
 // backend runs units: in-process or as child processes.
@@ -224,10 +223,6 @@ func Start(ctx context.Context, p *program.Program, opts ...Option) (*Run, error
 	for _, u := range r.units {
 		r.wg.Go(func() { r.supervise(u) })
 	}
-	go func() {
-		r.wg.Wait()
-		close(r.allDone)
-	}()
 	go r.finish(stopSignals, stopCtx)
 	return r, nil
 }
@@ -414,7 +409,8 @@ func firstLine(err error) string {
 // finish waits for every unit (in-process nodes abandoned after the grace
 // period count as ended), releases the backend and sets the result.
 func (r *Run) finish(stopSignals func(), stopCtx func() bool) {
-	<-r.allDone
+	r.wg.Wait()
+	close(r.allDone)
 	stopCtx()
 	// From now on Stop does nothing, and address lookups fail.
 	r.stopOnce.Do(func() { close(r.stopping) })

@@ -1,6 +1,7 @@
 package launch
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -56,7 +57,7 @@ func newMPBackend(r *Run) (err error) {
 			b.close()
 		}
 	}()
-	b.ctl = &control{r: r, token: newToken(), reports: map[string]report{}}
+	b.ctl = &control{r: r, token: rand.Text(), reports: map[string]report{}}
 	if b.srv, err = courier.NewServer(b.ctl); err != nil {
 		return err
 	}
@@ -196,7 +197,6 @@ func (b *mpBackend) attempt(u *unit, n int) result {
 	default:
 		res.err = fmt.Errorf("exited with status %d without reporting an error: %v", res.exitCode, werr)
 	}
-	res.panicked = res.exitCode == 2
 	res.stderr = tail.get()
 	return res
 }

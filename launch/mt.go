@@ -2,7 +2,6 @@ package launch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -46,10 +45,7 @@ func (b *mtBackend) attempt(u *unit, n int) result {
 	go func() { done <- b.r.p.Run(b.root, u.id, opts...) }()
 	select {
 	case err := <-done:
-		res := result{err: err}
-		var pe *program.PanicError
-		res.panicked = errors.As(err, &pe)
-		return res
+		return result{err: err}
 	case <-b.abandoned:
 		return result{err: fmt.Errorf("%w %v; abandoned, its goroutines still run", ErrGraceExceeded, b.r.o.grace), killed: true}
 	}
