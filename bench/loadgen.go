@@ -166,24 +166,16 @@ func writerOptions(cfg LoadConfig) replay.WriterOptions {
 	}
 }
 
-// insertLoop inserts items until ctx ends and returns how many were
-// acknowledged.
-func insertLoop(ctx context.Context, c *replay.Client, cfg LoadConfig, id int, stop <-chan struct{}) (int64, error) {
-	w, err := c.NewWriter(writerOptions(cfg))
-	if err != nil {
-		return 0, err
-	}
-	defer w.Close()
+// insertLoop inserts items through w until stop, waits for their
+// acknowledgements, and returns how many it created.
+func insertLoop(ctx context.Context, w *replay.Writer, cfg LoadConfig, id int, stop <-chan struct{}) (int64, error) {
 	data := payloads(cfg.ItemSize, uint64(id)+1)
 	hist := w.History("obs")
 	var n int64
 	for i := 0; ; i++ {
 		select {
 		case <-stop:
-			if err := w.Flush(ctx); err != nil {
-				return n, err
-			}
-			return n, nil
+			return n, w.Flush(ctx)
 		default:
 		}
 		if err := w.Append(map[string]replay.Tensor{"obs": data[i%len(data)]}); err != nil {
@@ -196,13 +188,8 @@ func insertLoop(ctx context.Context, c *replay.Client, cfg LoadConfig, id int, s
 	}
 }
 
-// sampleLoop samples until stop and returns how many samples it received.
-func sampleLoop(ctx context.Context, c *replay.Client, cfg LoadConfig, _ int, stop <-chan struct{}) (int64, error) {
-	s, err := c.NewSampler(cfg.Table, replay.WithPrefetch(cfg.Prefetch))
-	if err != nil {
-		return 0, err
-	}
-	defer s.Close()
+// sampleLoop takes samples from s until stop and returns how many it got.
+func sampleLoop(ctx context.Context, s *replay.Sampler, stop <-chan struct{}) (int64, error) {
 	var n int64
 	for {
 		select {
@@ -231,21 +218,21 @@ func prefill(ctx context.Context, cfg LoadConfig) error {
 	}
 	defer w.Close()
 	data := payloads(cfg.ItemSize, 1234)
+	hist := w.History("obs")
 	for i := 0; i < max(1000, 16*cfg.Clients); i++ {
 		if err := w.Append(map[string]replay.Tensor{"obs": data[i%len(data)]}); err != nil {
 			return err
 		}
-		if err := w.CreateItem(ctx, cfg.Table, 1, w.History("obs").Last(1)); err != nil {
+		if err := w.CreateItem(ctx, cfg.Table, 1, hist.Last(1)); err != nil {
 			return err
 		}
 	}
 	return w.Flush(ctx)
 }
 
-type loopFunc func(ctx context.Context, c *replay.Client, cfg LoadConfig, id int, stop <-chan struct{}) (int64, error)
-
 // runMixed runs inserters and samplers, each on its own connection, for
-// cfg.Duration and returns their counts and the elapsed time.
+// cfg.Duration and returns their counts and the elapsed time. Connections,
+// writers and samplers are opened before the clock starts.
 func runMixed(ctx context.Context, cfg LoadConfig, inserters, samplers int) (in, out int64, secs float64, err error) {
 	clients := make([]*replay.Client, inserters+samplers)
 	for i := range clients {
@@ -257,21 +244,41 @@ func runMixed(ctx context.Context, cfg LoadConfig, inserters, samplers int) (in,
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	var insTotal, smpTotal atomic.Int64
+	loops := make([]func() error, len(clients))
+	for i, c := range clients {
+		if i < inserters {
+			w, err := c.NewWriter(writerOptions(cfg))
+			if err != nil {
+				return 0, 0, 0, err
+			}
+			defer w.Close()
+			loops[i] = func() error {
+				n, err := insertLoop(ctx, w, cfg, i, stop)
+				insTotal.Add(n)
+				return err
+			}
+		} else {
+			s, err := c.NewSampler(cfg.Table, replay.WithPrefetch(cfg.Prefetch))
+			if err != nil {
+				return 0, 0, 0, err
+			}
+			defer s.Close()
+			loops[i] = func() error {
+				n, err := sampleLoop(ctx, s, stop)
+				smpTotal.Add(n)
+				return err
+			}
+		}
+	}
+	var wg sync.WaitGroup
 	errs := make(chan error, len(clients))
 	start := time.Now()
-	for i, c := range clients {
-		loop, total := loopFunc(insertLoop), &insTotal
-		if i >= inserters {
-			loop, total = sampleLoop, &smpTotal
-		}
+	for _, loop := range loops {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n, err := loop(ctx, c, cfg, i, stop)
-			total.Add(n)
-			if err != nil && !errors.Is(err, io.EOF) && ctx.Err() == nil {
+			if err := loop(); err != nil && !errors.Is(err, io.EOF) && ctx.Err() == nil {
 				errs <- err
 				cancel()
 			}

@@ -33,12 +33,51 @@ func dialer(addr string) func(ctx context.Context) (*replay.Client, error) {
 
 func TestRunLoadModes(t *testing.T) {
 	addr := startServer(t, table.Options{Name: "t", MaxSize: 10_000})
+	info, err := replay.Dial(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer info.Close()
+	// counters returns the inserts and samples the server's table has seen.
+	counters := func(t *testing.T) (inserts, samples int64) {
+		t.Helper()
+		si, err := info.ServerInfo(context.Background())
+		if err != nil || len(si.Tables) != 1 {
+			t.Fatalf("server info: %+v, %v", si, err)
+		}
+		return si.Tables[0].Limiter.Inserts, si.Tables[0].Limiter.Samples
+	}
+	const prefilled = 1000 // what prefill inserts for 2 clients
 	for _, mode := range []string{ModeInsert, ModeSample, ModeMixed, ModeRaw} {
 		t.Run(mode, func(t *testing.T) {
+			ins0, smp0 := counters(t)
 			res, err := RunLoad(context.Background(), LoadConfig{Mode: mode, Table: "t", ItemSize: 256,
 				ItemsPerMessage: 8, Clients: 2, Duration: 200 * time.Millisecond, Dial: dialer(addr)})
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The counts reported must be what the server saw: every item
+			// counted by a writer was acknowledged, and a sampler can only
+			// have received what the table served.
+			ins1, smp1 := counters(t)
+			ins, smp := ins1-ins0, smp1-smp0
+			switch mode {
+			case ModeInsert:
+				if ins != res.Items || smp != 0 {
+					t.Fatalf("reported %d items; server saw %d inserts, %d samples", res.Items, ins, smp)
+				}
+			case ModeSample:
+				if ins != prefilled || smp < res.Items {
+					t.Fatalf("reported %d items; server saw %d inserts (want %d), %d samples", res.Items, ins, prefilled, smp)
+				}
+			case ModeMixed:
+				if ins-prefilled+smp < res.Items {
+					t.Fatalf("reported %d items; server saw %d inserts after the prefill and %d samples", res.Items, ins-prefilled, smp)
+				}
+			case ModeRaw:
+				if ins != 0 || smp != 0 {
+					t.Fatalf("raw streams touched the table: %d inserts, %d samples", ins, smp)
+				}
 			}
 			if res.Items <= 0 || res.ItemsPerSec <= 0 || res.BytesPerSec != res.ItemsPerSec*256 && mode != ModeMixed {
 				t.Fatalf("result %+v", res)
