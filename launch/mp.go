@@ -36,7 +36,8 @@ type mpBackend struct {
 
 	keeper     *exec.Cmd
 	keeperIn   io.WriteCloser
-	keeperDone chan struct{}
+	keeperDone chan struct{} // closed when the keeper has exited
+	keeperErr  error         // its Wait result, set before keeperDone closes
 	pgid       int
 
 	mu     sync.Mutex
@@ -87,7 +88,7 @@ func (b *mpBackend) startKeeper() error {
 	b.keeper, b.keeperIn, b.pgid = cmd, in, cmd.Process.Pid
 	b.keeperDone = make(chan struct{})
 	go func() {
-		_ = cmd.Wait()
+		b.keeperErr = cmd.Wait()
 		close(b.keeperDone)
 	}()
 	return nil
@@ -155,6 +156,8 @@ func (b *mpBackend) attempt(u *unit, n int) result {
 	err := cmd.Start()
 	if err != nil && b.keeperGone() {
 		// The group went away with its keeper: use a group of its own.
+		b.r.log.Warn("the keeper of the process group has exited; the node gets a group of its own, which killing the launcher does not reach",
+			"node", u.id.String(), "keeper", b.keeperErr)
 		cmd = newCmd(0)
 		err = cmd.Start()
 	}
@@ -217,7 +220,7 @@ func (b *mpBackend) beginStop() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for cmd := range b.live {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+		b.signal(cmd, syscall.SIGTERM)
 	}
 }
 
@@ -226,9 +229,18 @@ func (b *mpBackend) kill() {
 	defer b.mu.Unlock()
 	b.killed = true
 	for cmd := range b.live {
-		_ = cmd.Process.Kill()
+		b.signal(cmd, syscall.SIGKILL)
 	}
 	b.killGroup()
+}
+
+// signal sends sig to a child. A failure other than the child having
+// exited already is logged: a child that cannot be killed holds up the
+// launch.
+func (b *mpBackend) signal(cmd *exec.Cmd, sig syscall.Signal) {
+	if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		b.r.log.Warn("cannot signal a node's process", "pid", cmd.Process.Pid, "signal", signalName(sig), "err", err)
+	}
 }
 
 // killGroup kills the process group while its leader, the keeper, is
@@ -240,7 +252,9 @@ func (b *mpBackend) killGroup() {
 	select {
 	case <-b.keeperDone:
 	default:
-		_ = syscall.Kill(-b.pgid, syscall.SIGKILL)
+		if err := syscall.Kill(-b.pgid, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
+			b.r.log.Warn("cannot kill the program's process group", "pgid", b.pgid, "err", err)
+		}
 	}
 }
 
