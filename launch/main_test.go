@@ -91,6 +91,12 @@ func (e *Echo) Who(ctx context.Context) string {
 	return id.String()
 }
 
+// Die exits the serving process with status 4.
+func (e *Echo) Die() {
+	fmt.Fprintln(os.Stderr, "server: dying")
+	os.Exit(4)
+}
+
 // StopProgram stops the program from inside an RPC.
 func (e *Echo) StopProgram(ctx context.Context) error { return program.Stop(ctx) }
 
@@ -181,22 +187,14 @@ func build(tp params) *program.Program {
 			return program.Stop(ctx)
 		}))
 
-	case "restart-server": // a server that dies once; its client keeps using it
-		srv := program.AddNode(p, "server", program.NewCourierNode(func() (*Echo, error) {
-			if attempt(tp.Dir, "server") == 1 {
-				go func() {
-					time.Sleep(200 * time.Millisecond)
-					fmt.Fprintln(os.Stderr, "server: dying")
-					os.Exit(4)
-				}()
-			}
-			return newEcho(tp.Dir), nil
-		}))
+	case "restart-server": // the client kills the server once and keeps using it
+		srv := program.AddNode(p, "server", program.NewCourierNode(newEcho, tp.Dir))
 		program.AddNode(p, "client", program.NewFuncNode(func(ctx context.Context, c *courier.Client) error {
 			first, err := courier.CallT[int](ctx, c, "Pid")
 			if err != nil {
 				return err
 			}
+			_, _ = c.Call(ctx, "Die") // fails: the server exits without answering
 			for {
 				pid, err := courier.CallT[int](ctx, c, "Pid")
 				if err == nil && pid != first {
