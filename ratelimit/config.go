@@ -58,11 +58,7 @@ func SampleToInsertRatio(samplesPerInsert float64, minSizeToSample int64, errorB
 		return Config{}, fmt.Errorf("%w: SampleToInsertRatio: error_buffer must be >= 0, got %v", ErrInvalidConfig, errorBuffer)
 	}
 	offset := samplesPerInsert * float64(minSizeToSample)
-	c, err := SampleToInsertRatioRange(samplesPerInsert, minSizeToSample, offset-errorBuffer, offset+errorBuffer)
-	if err != nil {
-		return Config{}, err
-	}
-	return c, nil
+	return SampleToInsertRatioRange(samplesPerInsert, minSizeToSample, offset-errorBuffer, offset+errorBuffer)
 }
 
 // SampleToInsertRatioRange is SampleToInsertRatio with explicit diff bounds

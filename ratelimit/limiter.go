@@ -63,7 +63,12 @@ func (l *Limiter) CanInsert(n int64) bool {
 	if l.inserts+n-l.deletes <= l.cfg.MinSizeToSample {
 		return true
 	}
-	return float64(l.inserts+n)*l.cfg.SamplesPerInsert-float64(l.samples) <= l.cfg.MaxDiff
+	return l.diffAfterInserts(n) <= l.cfg.MaxDiff
+}
+
+// diffAfterInserts is Diff() after n more inserts.
+func (l *Limiter) diffAfterInserts(n int64) float64 {
+	return float64(l.inserts+n)*l.cfg.SamplesPerInsert - float64(l.samples)
 }
 
 // Insert records n completed inserts.
@@ -83,7 +88,7 @@ func (l *Limiter) SampleBlockedReason(n int64) string {
 		return fmt.Sprintf("table size %d is below min_size_to_sample %d", size, l.cfg.MinSizeToSample)
 	}
 	if d := l.Diff(); d-float64(n) < l.cfg.MinDiff {
-		return fmt.Sprintf("diff %v (inserts %d * samples_per_insert %v - samples %d) minus %d would fall below min_diff %v: %s more insert(s) needed",
+		return fmt.Sprintf("diff %v (inserts %d * samples_per_insert %v - samples %d) minus %d would fall below min_diff %v: %d more insert(s) needed",
 			d, l.inserts, l.cfg.SamplesPerInsert, l.samples, n, l.cfg.MinDiff, l.insertsNeeded(n))
 	}
 	return ""
@@ -95,16 +100,17 @@ func (l *Limiter) InsertBlockedReason(n int64) string {
 	if l.CanInsert(n) {
 		return ""
 	}
-	after := float64(l.inserts+n)*l.cfg.SamplesPerInsert - float64(l.samples)
 	return fmt.Sprintf("diff after insert %v (inserts %d * samples_per_insert %v - samples %d) would exceed max_diff %v: samples must catch up",
-		after, l.inserts+n, l.cfg.SamplesPerInsert, l.samples, l.cfg.MaxDiff)
+		l.diffAfterInserts(n), l.inserts+n, l.cfg.SamplesPerInsert, l.samples, l.cfg.MaxDiff)
 }
 
-func (l *Limiter) insertsNeeded(n int64) string {
+// insertsNeeded returns how many inserts would let a sample of n through
+// the min_diff bound.
+func (l *Limiter) insertsNeeded(n int64) int64 {
 	short := l.cfg.MinDiff + float64(n) - l.Diff()
 	k := int64(short / l.cfg.SamplesPerInsert)
 	for float64(k)*l.cfg.SamplesPerInsert < short {
 		k++
 	}
-	return fmt.Sprint(k)
+	return k
 }
