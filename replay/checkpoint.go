@@ -743,7 +743,10 @@ func (c *checkpointer) restore() error {
 			c.log.Error("the durable store cannot be used; looking for checkpoints", "path", durPath, "err", err)
 			if c.opts.Durable {
 				aside := durPath + ".corrupt-" + time.Now().UTC().Format(checkpointTimeLayout)
-				if rerr := os.Rename(durPath, aside); rerr == nil {
+				if rerr := os.Rename(durPath, aside); rerr != nil {
+					// The rebuild below replaces it: say so.
+					c.log.Error("cannot move the unusable durable store aside; it will be replaced", "path", durPath, "err", rerr)
+				} else {
 					c.log.Warn("moved the unusable durable store aside", "path", aside)
 				}
 			}
