@@ -104,6 +104,3 @@ func (r *ChunkRef) Release() {
 	r.store.count.Add(-1)
 	r.store.bytes.Add(-int64(len(r.chunk.Data)))
 }
-
-// refCount returns the current number of references (for tests).
-func (r *ChunkRef) refCount() int64 { return r.refs.Load() }

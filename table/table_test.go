@@ -669,6 +669,9 @@ func waitFor(t testing.TB, cond func() bool) {
 	}
 }
 
+// refCount returns the current number of references to r's chunk.
+func (r *ChunkRef) refCount() int64 { return r.refs.Load() }
+
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
 func releaseRefs(refs []*ChunkRef) {
