@@ -110,13 +110,19 @@ func (c *Client) invoke(ctx context.Context, method string, args []any) ([]byte,
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	return c.rpc(ctx, callMethod, req)
+}
+
+// rpc makes one unary RPC, bounded by the call timeout, and returns the raw
+// response.
+func (c *Client) rpc(ctx context.Context, fullMethod string, req any) ([]byte, error) {
 	if c.opts.callTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.opts.callTimeout)
 		defer cancel()
 	}
 	var resp []byte
-	if err := c.conn.Invoke(ctx, callMethod, req, &resp); err != nil {
+	if err := c.conn.Invoke(ctx, fullMethod, req, &resp); err != nil {
 		return nil, err
 	}
 	return resp, nil
@@ -221,13 +227,8 @@ func decodeResult[R any](method string, resp []byte) (R, error) {
 
 // Methods asks the server for the methods it serves.
 func (c *Client) Methods(ctx context.Context) ([]MethodInfo, error) {
-	if c.opts.callTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.opts.callTimeout)
-		defer cancel()
-	}
-	var resp []byte
-	if err := c.conn.Invoke(ctx, listMethodsMethod, []byte(nil), &resp); err != nil {
+	resp, err := c.rpc(ctx, listMethodsMethod, []byte(nil))
+	if err != nil {
 		return nil, err
 	}
 	return decodeResult[[]MethodInfo]("ListMethods", resp)
