@@ -349,14 +349,3 @@ func (l *chunkLog) close() {
 	clear(l.segs)
 	l.cur = nil
 }
-
-// diskBytes is the total size of the segments.
-func (l *chunkLog) diskBytes() int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var n int64
-	for _, s := range l.segs {
-		n += s.size.Load()
-	}
-	return n
-}

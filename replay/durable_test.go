@@ -482,7 +482,7 @@ func TestDurableChunkLogIsCollected(t *testing.T) {
 			for _, loc := range d.chunkLocs {
 				live += int64(loc.n)
 			}
-			disk := d.chunks.diskBytes()
+			disk := diskBytes(filepath.Join(dir, durableName, chunkLogDirName))
 			t.Logf("%d segments, %d bytes on disk for %d live", segments(), disk, live)
 			if len(d.chunkLocs) != 20 || disk > 4*live+2*segmentBytes+(64<<10) {
 				t.Errorf("%d chunks, %d bytes on disk for %d live", len(d.chunkLocs), disk, live)
