@@ -147,7 +147,7 @@ func (c *Client) NewSampler(table string, opts ...SamplerOption) (*Sampler, erro
 	}
 	s.active.Store(int32(o.workers))
 	for i := 0; i < o.workers; i++ {
-		w := &sampleWorker{s: s, id: i, kick: make(chan struct{}, 1), threshold: max(int64(1), int64(o.prefetch)/4)}
+		w := &sampleWorker{s: s, id: i, owed: newCreditCounter(int64(o.prefetch) / 4)}
 		s.workers = append(s.workers, w)
 		s.wg.Add(1)
 		go w.run()
@@ -303,22 +303,13 @@ type sampleWorker struct {
 	s  *Sampler
 	id int
 	// owed counts samples handed to Next whose credit has not been
-	// returned to the server yet; it is returned threshold at a time.
-	owed      atomic.Int64
-	threshold int64
-	kick      chan struct{}
-	dec       responseDecoder
+	// returned to the server yet; it is returned a quarter of the
+	// prefetch window at a time.
+	owed *creditCounter
+	dec  responseDecoder
 }
 
-func (w *sampleWorker) returnCredit() {
-	if w.owed.Add(1) < w.threshold {
-		return
-	}
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
-}
+func (w *sampleWorker) returnCredit() { w.owed.add(1) }
 
 func (w *sampleWorker) run() {
 	defer w.s.wg.Done()
@@ -370,7 +361,7 @@ func (w *sampleWorker) stream() error {
 
 	// Credit for a new stream: the prefetch window minus samples of earlier
 	// streams still buffered for Next, within the max-samples budget.
-	w.owed.Store(0)
+	w.owed.reset()
 	buffered := s.queued.Load()
 	initial := s.reserve(max(int64(1), int64(s.opts.prefetch)-buffered))
 	if initial == 0 {
@@ -394,27 +385,19 @@ func (w *sampleWorker) stream() error {
 	}()
 	go func() {
 		defer close(senderDone)
-		threshold := w.threshold
 		for {
-			select {
-			case <-w.kick:
-			case <-ctx.Done():
+			n, _ := w.owed.wait(ctx)
+			if n == 0 || ctx.Err() != nil {
 				return
 			}
-			if ctx.Err() != nil {
-				return
+			w.owed.take(n)
+			if n = s.reserve(n); n == 0 {
+				continue
 			}
-			if n := w.owed.Load(); n >= threshold {
-				w.owed.Add(-n)
-				n = s.reserve(n)
-				if n == 0 {
-					continue
-				}
-				granted.Add(n)
-				if err := st.Send(buildSampleRequest("", int32(n), 0, 0)); err != nil {
-					sendErr <- err
-					return
-				}
+			granted.Add(n)
+			if err := st.Send(buildSampleRequest("", int32(n), 0, 0)); err != nil {
+				sendErr <- err
+				return
 			}
 		}
 	}()

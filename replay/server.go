@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	flatbuffers "github.com/google/flatbuffers/go"
 	"google.golang.org/grpc"
@@ -470,7 +471,7 @@ func (s *Server) Sample(stream wire.ReplayService_SampleServer) error {
 		return toStatus(ctx, err)
 	}
 
-	credit := &creditCounter{notify: make(chan struct{}, 1)}
+	credit := newCreditCounter(1)
 	credit.add(int64(req.credit))
 	readErr := make(chan error, 1)
 	go func() {
@@ -480,13 +481,13 @@ func (s *Server) Sample(stream wire.ReplayService_SampleServer) error {
 				if !errors.Is(err, io.EOF) {
 					readErr <- err
 				}
-				credit.closeSend()
+				credit.close()
 				return
 			}
 			r, err := parseSampleRequest(messageBytes(m))
 			if err != nil {
 				readErr <- toStatus(ctx, fmt.Errorf("sample: %w", err))
-				credit.closeSend()
+				credit.close()
 				return
 			}
 			credit.add(int64(r.credit))
@@ -557,29 +558,38 @@ func (s *Server) Sample(stream wire.ReplayService_SampleServer) error {
 	}
 }
 
-// creditCounter is the number of samples a client has granted and the
-// server not yet sent.
+// creditCounter counts credit that one goroutine waits for and others
+// add to: in Server.Sample the samples a client granted that were not sent
+// yet, in a Sampler the samples handed to Next whose credit was not
+// returned to the server yet.
 type creditCounter struct {
-	mu     sync.Mutex
-	n      int64
-	closed bool // the client half-closed its side: no more credit comes
-	notify chan struct{}
+	n      atomic.Int64
+	closed atomic.Bool   // no more credit comes
+	wakeAt int64         // wait returns once n reaches it
+	notify chan struct{} // wakes wait; buffered, so add never blocks
 }
 
+func newCreditCounter(wakeAt int64) *creditCounter {
+	return &creditCounter{wakeAt: max(1, wakeAt), notify: make(chan struct{}, 1)}
+}
+
+// add adds n and wakes the waiter if the credit reaches wakeAt.
 func (c *creditCounter) add(n int64) {
-	if n <= 0 {
-		return
+	if n > 0 && c.n.Add(n) >= c.wakeAt {
+		c.kick()
 	}
-	c.mu.Lock()
-	c.n += n
-	c.mu.Unlock()
-	c.kick()
 }
 
-func (c *creditCounter) closeSend() {
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
+// take removes n, no more than wait returned.
+func (c *creditCounter) take(n int64) { c.n.Add(-n) }
+
+// reset drops all credit.
+func (c *creditCounter) reset() { c.n.Store(0) }
+
+// close tells the waiter that no more credit comes (a client half-closed
+// its side).
+func (c *creditCounter) close() {
+	c.closed.Store(true)
 	c.kick()
 }
 
@@ -590,20 +600,12 @@ func (c *creditCounter) kick() {
 	}
 }
 
-func (c *creditCounter) take(n int64) {
-	c.mu.Lock()
-	c.n -= n
-	c.mu.Unlock()
-}
-
-// wait returns the available credit once it is positive, or 0 when the
-// client will grant no more (open false) or ctx ends.
+// wait returns the credit once it reaches wakeAt, or 0 when no more will
+// come (open false) or ctx ends.
 func (c *creditCounter) wait(ctx context.Context) (n int64, open bool) {
 	for {
-		c.mu.Lock()
-		n, closed := c.n, c.closed
-		c.mu.Unlock()
-		if n > 0 {
+		closed := c.closed.Load() // before n: every add came before close
+		if n := c.n.Load(); n >= c.wakeAt {
 			return n, true
 		}
 		if closed {
