@@ -95,6 +95,20 @@ func (s *service) Sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// Nap sends id on started, then sleeps for d or until ctx ends.
+func (s *service) Nap(ctx context.Context, id string, d time.Duration) error {
+	s.started <- id
+	return s.Sleep(ctx, d)
+}
+
+// CtxErr returns a wrapped context error, without its own context ending.
+func (s *service) CtxErr(deadline bool) error {
+	if deadline {
+		return fmt.Errorf("wrapped: %w", context.DeadlineExceeded)
+	}
+	return fmt.Errorf("wrapped: %w", context.Canceled)
+}
+
 func (s *service) Block(ctx context.Context, id string) error {
 	s.started <- id
 	<-ctx.Done()
@@ -356,7 +370,7 @@ func TestPanicBecomesInternal(t *testing.T) {
 }
 
 func TestDeadlines(t *testing.T) {
-	_, c := setup(t)
+	svc, c := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -377,11 +391,17 @@ func TestDeadlines(t *testing.T) {
 
 	// A method returning its context's error maps it to a code.
 	cctx, ccancel := context.WithCancel(context.Background())
-	f := c.Go(cctx, "Sleep", time.Minute)
-	time.Sleep(20 * time.Millisecond)
+	f := c.Go(cctx, "Nap", "cancelled", time.Minute)
+	<-svc.started
 	ccancel()
 	_, err = f.Result(context.Background())
 	wantCode(t, err, codes.Canceled, "")
+	// So does one returning a context error of its own (the caller's
+	// context is live: the code comes from the server).
+	_, err = c.Call(context.Background(), "CtxErr", false)
+	wantCode(t, err, codes.Canceled, "wrapped: context canceled")
+	_, err = c.Call(context.Background(), "CtxErr", true)
+	wantCode(t, err, codes.DeadlineExceeded, "wrapped: context deadline exceeded")
 }
 
 func TestFuturesFanOut(t *testing.T) {
@@ -763,10 +783,11 @@ func TestClientCloseEndsFutures(t *testing.T) {
 }
 
 func TestGracefulStopWaitsForCalls(t *testing.T) {
-	srv, addr := serve(t, newService())
+	svc := newService()
+	srv, addr := serve(t, svc)
 	c := dial(t, addr)
-	f := c.Go(context.Background(), "Sleep", 200*time.Millisecond)
-	time.Sleep(50 * time.Millisecond)
+	f := c.Go(context.Background(), "Nap", "graceful", 200*time.Millisecond)
+	<-svc.started
 	srv.GracefulStop()
 	if _, err := f.Result(context.Background()); err != nil {
 		t.Fatalf("call in flight during GracefulStop: %v", err)
