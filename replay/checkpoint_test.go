@@ -478,9 +478,16 @@ func TestCheckpointKeepAndPeriodic(t *testing.T) {
 	opts.Checkpoint.Interval = 30 * time.Millisecond
 	ts2, stop2 := ckptServer(t, opts, dir2, nil)
 	insertItems(t, dial(t, ts2.addr), []string{"b"}, 1, 3)
+	inserted := time.Now()
+	// Two kept, the newest captured after the insert (older ones may
+	// predate it).
 	waitUntil(t, func() bool {
 		names, _ := checkpointNames(dir2)
-		return len(names) == 2
+		if len(names) != 2 {
+			return false
+		}
+		created, _ := parseCheckpointName(names[0])
+		return created.After(inserted)
 	})
 	stop2()
 	ts3, _ := ckptServer(t, ServerOptions{Tables: simpleTables()}, dir2, nil)
@@ -642,8 +649,6 @@ func TestInspectCheckpoint(t *testing.T) {
 		t.Errorf("empty dir: %v", err)
 	}
 }
-
-// BenchmarkSnapshot-style helpers live in checkpoint_bench_test.go.
 
 func ExampleServer_WriteCheckpoint() {
 	dir, _ := os.MkdirTemp("", "example-checkpoints-")

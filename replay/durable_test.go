@@ -131,7 +131,7 @@ func TestDurableLazyChangesAndCleanShutdown(t *testing.T) {
 	var logs logBuffer
 	ts2 := durableServer(t, tables, img, &logs)
 	got, _ := ts2.srv.Table("q").Snapshot()
-	if keysOf(got) == nil || !slices.Equal(keysOf(got), []uint64{8, 9, 10, 11, 12}) {
+	if !slices.Equal(keysOf(got), []uint64{8, 9, 10, 11, 12}) {
 		t.Errorf("restored keys %v, want 8..12", keysOf(got))
 	}
 	if !strings.Contains(logs.String(), "evicted the excess in remover order") {
