@@ -463,7 +463,8 @@ func (n *ThreadColocation) ReturnOnFirstCompleted() *ThreadColocation {
 // the members' handles).
 func (n *ThreadColocation) Handle() Handle[None] { return Handle[None]{n: &n.nodeBase} }
 
-func (n *ThreadColocation) handles() []*nodeBase { return membersHandles(&n.nodeBase) }
+// handles is empty: Validate walks the members' handles itself.
+func (n *ThreadColocation) handles() []*nodeBase { return nil }
 
 func (n *ThreadColocation) dial(context.Context, string) (any, io.Closer, error) {
 	return nil, nil, ErrNoClient
@@ -496,7 +497,8 @@ func NewProcessColocation(members ...Member) *ProcessColocation {
 // the members' handles).
 func (n *ProcessColocation) Handle() Handle[None] { return Handle[None]{n: &n.nodeBase} }
 
-func (n *ProcessColocation) handles() []*nodeBase { return membersHandles(&n.nodeBase) }
+// handles is empty: Validate walks the members' handles itself.
+func (n *ProcessColocation) handles() []*nodeBase { return nil }
 
 func (n *ProcessColocation) dial(context.Context, string) (any, io.Closer, error) {
 	return nil, nil, ErrNoClient
@@ -530,9 +532,6 @@ func initColocation(b *nodeBase, kind Kind, members []Member) {
 		}
 	}
 }
-
-// membersHandles is empty: Validate walks members itself.
-func membersHandles(*nodeBase) []*nodeBase { return nil }
 
 // runMembers runs rc's members concurrently and waits for all of them.
 func runMembers(ctx context.Context, rc *runCtx, returnOnFirst bool) error {
