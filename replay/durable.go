@@ -208,7 +208,7 @@ func (d *durable) adopt(sc *storeContents) error {
 		return err
 	}
 	w.set(asOfKey, encodeAsOf(time.Now()))
-	if err := d.finishLocked(w); err != nil {
+	if err := w.finish(); err != nil {
 		return err
 	}
 	if err := d.db.LogData(syncMarker, pebble.Sync); err != nil {
@@ -257,7 +257,7 @@ func rebuildDurable(ctx context.Context, path string, opts CheckpointOptions, lo
 			return err
 		}
 		w.set(asOfKey, encodeAsOf(now))
-		if err := d.finishLocked(w); err != nil {
+		if err := w.finish(); err != nil {
 			return err
 		}
 		return db.Flush()
@@ -372,7 +372,7 @@ func (d *durable) reconcile(force bool) error {
 	if err == nil && !w.b.Empty() {
 		w.set(asOfKey, encodeAsOf(time.Now()))
 	}
-	if ferr := d.finishLocked(w); err == nil {
+	if ferr := w.finish(); err == nil {
 		err = ferr
 	}
 	if err == nil {
@@ -530,15 +530,6 @@ func (d *durable) segment(id uint32) *segment {
 	d.chunks.mu.Lock()
 	defer d.chunks.mu.Unlock()
 	return d.chunks.segs[id]
-}
-
-// finishLocked applies what is left of w (after syncing the chunk log
-// appends made under mu, see writer). d.mu must be held.
-func (d *durable) finishLocked(w *batchWriter) error {
-	if w.beforeApply == nil {
-		w.beforeApply = d.syncAppendsLocked
-	}
-	return w.finish()
 }
 
 // writer returns a batch writer whose batches are applied only after the
@@ -866,7 +857,7 @@ func (d *durable) commitInsert(tok durableToken, req *insertRequest, acked []uin
 		w.set(stateRecordKey(dt.id), dt.state.encode())
 	}
 	w.set(asOfKey, encodeAsOf(time.Now()))
-	if ferr := d.finishLocked(w); ferr != nil {
+	if ferr := w.finish(); ferr != nil {
 		ferr = d.failLocked(ferr)
 		d.mu.Unlock()
 		return nil, ferr
@@ -996,7 +987,7 @@ func (s *Server) mutatePriorities(ctx context.Context, t *table.Table, updates m
 	}
 	w.set(stateRecordKey(dt.id), dt.state.encode())
 	w.set(asOfKey, encodeAsOf(time.Now()))
-	if ferr := d.finishLocked(w); ferr != nil {
+	if ferr := w.finish(); ferr != nil {
 		ferr = d.failLocked(ferr)
 		d.mu.Unlock()
 		return ferr
@@ -1040,7 +1031,7 @@ func (s *Server) resetTable(ctx context.Context, t *table.Table) error {
 	dt.resetSeq = d.mutSeq
 	w.set(stateRecordKey(dt.id), dt.state.encode())
 	w.set(asOfKey, encodeAsOf(time.Now()))
-	if ferr := d.finishLocked(w); ferr != nil {
+	if ferr := w.finish(); ferr != nil {
 		ferr = d.failLocked(ferr)
 		d.mu.Unlock()
 		return ferr
