@@ -49,13 +49,14 @@ func (s *Server) WriteMetrics(w io.Writer) error {
 	family := func(name, typ, help string) {
 		fmt.Fprintf(bw, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
 	}
-	infos := map[string]TableInfo{}
-	for _, n := range s.names {
+	names := s.tableNames()
+	infos := make(map[string]TableInfo, len(names))
+	for _, n := range names {
 		infos[n] = s.tables[n].Info()
 	}
 	perTable := func(name, typ, help string, v func(string, TableInfo) float64) {
 		family(name, typ, help)
-		for _, n := range s.tableNames() {
+		for _, n := range names {
 			fmt.Fprintf(bw, "%s{table=%q} %v\n", name, n, v(n, infos[n]))
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -219,7 +220,7 @@ func stack(samples []Sample) (Batch, error) {
 				return Batch{}, fmt.Errorf("%w: sample %d has %d columns, sample 0 has %d", ErrInvalidArgument, i, len(smp.Columns), len(first.Columns))
 			}
 			c := smp.Columns[ci]
-			if c.DType != col.DType || !equalShape(c.Shape, col.Shape) {
+			if c.DType != col.DType || !slices.Equal(c.Shape, col.Shape) {
 				return Batch{}, fmt.Errorf("%w: column %d of sample %d is %s%v, sample 0 has %s%v", ErrInvalidArgument, ci, i, c.DType, c.Shape, col.DType, col.Shape)
 			}
 			out.Data = append(out.Data, c.Data...)
@@ -230,18 +231,6 @@ func stack(samples []Sample) (Batch, error) {
 		b.Infos[i] = smp.Info
 	}
 	return b, nil
-}
-
-func equalShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Close stops the streams and waits for their goroutines. Samples not yet

@@ -12,6 +12,7 @@ import (
 	"math"
 	"math/big"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -218,7 +219,7 @@ func TestSliceSqueezeAndBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	vals, _ := tensor.ToSlice[int32](got.Columns[0])
-	if want := []int32{2, 20, 3, 30, 100, 1000, 101, 1001}; !equalInts(vals, want) || !equalShape(got.Columns[0].Shape, []int{4, 2}) {
+	if want := []int32{2, 20, 3, 30, 100, 1000, 101, 1001}; !slices.Equal(vals, want) || !slices.Equal(got.Columns[0].Shape, []int{4, 2}) {
 		t.Fatalf("item 10: %v shape %v", vals, got.Columns[0].Shape)
 	}
 	got, err = s.Next(ctx)
@@ -226,7 +227,7 @@ func TestSliceSqueezeAndBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	vals, _ = tensor.ToSlice[int32](got.Columns[0])
-	if !equalInts(vals, []int32{1, 10}) || !equalShape(got.Columns[0].Shape, []int{2}) {
+	if !slices.Equal(vals, []int32{1, 10}) || !slices.Equal(got.Columns[0].Shape, []int{2}) {
 		t.Fatalf("item 11: %v shape %v", vals, got.Columns[0].Shape)
 	}
 	if col, ok := got.Column("obs"); !ok || !col.Equal(got.Columns[0]) {
@@ -244,21 +245,9 @@ func TestSliceSqueezeAndBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !equalShape(batch.Columns[0].Shape, []int{3, 4, 2}) || len(batch.Infos) != 3 {
+	if !slices.Equal(batch.Columns[0].Shape, []int{3, 4, 2}) || len(batch.Infos) != 3 {
 		t.Fatalf("batch shape %v infos %d", batch.Columns[0].Shape, len(batch.Infos))
 	}
-}
-
-func equalInts(a, b []int32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestErrorCodes(t *testing.T) {
