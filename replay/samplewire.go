@@ -196,6 +196,7 @@ func (d *responseDecoder) decode(buf []byte) (out []Sample, err error) {
 			}
 			c.data, c.decoded = nil, false
 		}
+		d.arena.col = wire.TrajectoryColumn{}
 	}()
 	out, err = d.parse(buf)
 	if ae, ok := err.(assembleErr); ok {

@@ -173,6 +173,9 @@ func TestResponseDecoderMatchesAssemble(t *testing.T) {
 				t.Fatal("decoder keeps a reference to the message")
 			}
 		}
+		if d.arena.col.Table().Bytes != nil {
+			t.Fatal("decoder's trajectory scratch keeps a reference to the message")
+		}
 	}
 }
 
