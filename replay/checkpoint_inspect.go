@@ -253,6 +253,7 @@ func InspectCheckpoint(path string, opts InspectOptions) (CheckpointInfo, []Chec
 	}
 	for _, ci := range infos {
 		if ci.Restore {
+			opts.Quick = true // ListCheckpoints has just checked its files
 			return InspectCheckpoint(ci.Path, opts)
 		}
 	}
