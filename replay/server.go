@@ -322,9 +322,14 @@ func (s *Server) Insert(stream wire.ReplayService_InsertServer) error {
 	var acked []uint64
 	for {
 		var m insertMsg
+		ok := false
 		select {
-		case m = <-msgs:
+		case m, ok = <-msgs:
 		case <-ctx.Done():
+		}
+		if !ok {
+			// The reader closes msgs without a last message only once ctx
+			// has ended.
 			return toStatus(ctx, context.Cause(ctx))
 		}
 		if errors.Is(m.err, io.EOF) {
