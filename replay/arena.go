@@ -28,8 +28,9 @@ type decodeArena struct {
 
 	lastSpecs []table.ColumnSpec
 	lastName  string
-	// col is trajectory's scratch: passed to a function value, it would
-	// escape to the heap once per call as a local.
+	// col is trajectory's scratch (passed to a function value, a local
+	// would escape to the heap on every call). It points into the last
+	// message: an arena kept across messages must clear it.
 	col wire.TrajectoryColumn
 }
 
