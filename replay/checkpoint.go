@@ -344,23 +344,23 @@ func checkpointNames(dir string) ([]string, error) {
 	return names, nil
 }
 
-// captureTables snapshots every table, one after another (each under its
-// own lock, as Reverb does). In durable mode no request commits meanwhile,
-// and the durable store's as-of time is set to the capture time: both then
-// describe the same state.
+// captureTables snapshots every table at one instant (table.SnapshotAll
+// holds all their locks while it copies item metadata). In durable mode no
+// request commits meanwhile, and the durable store's as-of time is set to
+// the capture time: both then describe the same state.
 func (s *Server) captureTables() (time.Time, []*table.Snapshot, error) {
 	if d := s.durable; d != nil {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 	}
 	now := time.Now()
-	snaps := make([]*table.Snapshot, 0, len(s.names))
-	for _, name := range s.names {
-		snap, err := s.tables[name].Snapshot()
-		if err != nil {
-			return now, nil, err
-		}
-		snaps = append(snaps, snap)
+	tables := make([]*table.Table, len(s.names))
+	for i, name := range s.names {
+		tables[i] = s.tables[name]
+	}
+	snaps, err := table.SnapshotAll(tables...)
+	if err != nil {
+		return now, nil, err
 	}
 	if d := s.durable; d != nil {
 		d.markAsOfLocked(now)

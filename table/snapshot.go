@@ -39,11 +39,47 @@ var ErrNotEmpty = errors.New("table: restore into a table that is not empty")
 // Snapshot copies the table's state. The table lock is held only while item
 // metadata is copied.
 func (t *Table) Snapshot() (*Snapshot, error) {
-	t.mu.Lock()
-	if t.mu.closed {
-		t.mu.Unlock()
-		return nil, fmt.Errorf("%w: %q", ErrClosed, t.opts.Name)
+	snaps, err := SnapshotAll(t)
+	if err != nil {
+		return nil, err
 	}
+	return snaps[0], nil
+}
+
+// SnapshotAll snapshots several tables at one instant: it holds every
+// table's lock (taken in name order, so concurrent calls cannot deadlock)
+// while it copies their item metadata, so no insert, sample or eviction
+// lands between two of the snapshots. The snapshots are returned in the
+// order of the arguments.
+func SnapshotAll(tables ...*Table) ([]*Snapshot, error) {
+	order := slices.Clone(tables)
+	slices.SortFunc(order, func(a, b *Table) int { return cmp.Compare(a.opts.Name, b.opts.Name) })
+	for i, t := range order {
+		t.mu.Lock()
+		if t.mu.closed {
+			for _, u := range order[:i+1] {
+				u.mu.Unlock()
+			}
+			return nil, fmt.Errorf("%w: %q", ErrClosed, t.opts.Name)
+		}
+	}
+	snaps := make([]*Snapshot, len(tables))
+	seqs := make([][]uint64, len(tables))
+	for i, t := range tables {
+		snaps[i], seqs[i] = t.captureLocked()
+	}
+	for _, t := range order {
+		t.mu.Unlock()
+	}
+	for i, s := range snaps {
+		s.sortBySeq(seqs[i])
+	}
+	return snaps, nil
+}
+
+// captureLocked copies the table's state and the items' insertion sequence
+// numbers. t.mu must be held.
+func (t *Table) captureLocked() (*Snapshot, []uint64) {
 	s := &Snapshot{
 		Options:            t.Options(),
 		Items:              make([]SnapshotItem, 0, t.mu.items.Len()),
@@ -63,10 +99,13 @@ func (t *Table) Snapshot() (*Snapshot, error) {
 		})
 		seqs = append(seqs, rec.seq)
 	})
-	t.mu.Unlock()
 	s.Options.Chunks, s.Options.Now = nil, nil
+	return s, seqs
+}
 
-	// Insertion order: FIFO/LIFO selectors and heap ties depend on it.
+// sortBySeq puts the items in insertion order (FIFO/LIFO selectors and heap
+// ties depend on it); seqs[i] is the sequence number of s.Items[i].
+func (s *Snapshot) sortBySeq(seqs []uint64) {
 	idx := make([]int, len(seqs))
 	for i := range idx {
 		idx[i] = i
@@ -77,7 +116,6 @@ func (t *Table) Snapshot() (*Snapshot, error) {
 		sorted[i] = s.Items[j]
 	}
 	s.Items = sorted
-	return s, nil
 }
 
 // Restore loads a snapshot's items and counters into an empty table,

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/recall-rl/recall/ratelimit"
 	"github.com/recall-rl/recall/sampler"
@@ -106,5 +107,60 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 				t.Fatalf("restore after a failed one: %v, %d items, %d chunks", err, dst.Size(), g.store.Len())
 			}
 		})
+	}
+}
+
+func TestSnapshotAllIsOneInstant(t *testing.T) {
+	f := newFixture(t)
+	a := newTable(t, f, Options{Name: "a"})
+	b := newTable(t, f, Options{Name: "b"})
+	// A writer inserts key k into b and then a; a snapshot of both taken at
+	// one instant can never show b missing a key that a holds.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for k := uint64(1); ctx.Err() == nil && k <= 20_000; k++ {
+			for _, tb := range []*Table{b, a} {
+				it := f.item(k, 1)
+				err := tb.Insert(ctx, it)
+				releaseRefs(it.Chunks)
+				if err != nil {
+					return
+				}
+			}
+		}
+	}()
+	for range 200 {
+		snaps, err := SnapshotAll(a, b) // deliberately not in name order
+		if err != nil {
+			t.Fatal(err)
+		}
+		inB := map[uint64]bool{}
+		for _, it := range snaps[1].Items {
+			inB[it.Key] = true
+		}
+		for _, it := range snaps[0].Items {
+			if !inB[it.Key] {
+				cancel()
+				<-done
+				_, inBNow := b.itemLocked(it.Key)
+				t.Fatalf("key %d in a's snapshot but not in b's (a %d items, b %d; b holds it now: %v)", it.Key, len(snaps[0].Items), len(snaps[1].Items), inBNow)
+			}
+		}
+	}
+	cancel()
+	<-done
+	b.Close()
+	if _, err := SnapshotAll(a, b); !errors.Is(err, ErrClosed) {
+		t.Fatalf("snapshot of a closed table: %v", err)
+	}
+	// The failed snapshot released the lock it had taken on a.
+	got := make(chan int64, 1)
+	go func() { got <- a.Size() }()
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("table a stayed locked after a failed SnapshotAll")
 	}
 }
