@@ -75,9 +75,16 @@ func TestLocalMT_StuckNodeAbandoned(t *testing.T) {
 	release := make(chan struct{})
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	defer close(release)
+	// The stopper waits until the stuck node runs: a node whose supervisor
+	// sees the stop before starting it is never started, and nothing would
+	// be stuck.
+	started := make(chan struct{})
 	p := program.New("stuck")
-	program.AddNode(p, "stuck", program.NewFuncNode(func() { <-release }))
-	program.AddNode(p, "stopper", program.NewFuncNode(program.Stop))
+	program.AddNode(p, "stuck", program.NewFuncNode(func() { close(started); <-release }))
+	program.AddNode(p, "stopper", program.NewFuncNode(func(ctx context.Context) error {
+		<-started
+		return program.Stop(ctx)
+	}))
 	start := time.Now()
 	err := launchMT(t, p, launch.WithGracePeriod(200*time.Millisecond))
 	if !errors.Is(err, launch.ErrGraceExceeded) || !strings.Contains(err.Error(), "stuck/0") {
