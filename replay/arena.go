@@ -108,7 +108,8 @@ func (a *decodeArena) columnSpecs(buf []byte, w *wire.Chunk) ([]table.ColumnSpec
 // readChunk reads a chunk's fields but its column specs; Data aliases the
 // message buffer.
 func readChunk(w *wire.Chunk) (table.Chunk, error) {
-	c := table.Chunk{Key: w.Key(), EpisodeID: w.EpisodeId(), Start: w.Start(), Length: w.Length(), Data: w.DataBytes()}
+	data := w.DataBytes()
+	c := table.Chunk{Key: w.Key(), EpisodeID: w.EpisodeId(), Start: w.Start(), Length: w.Length(), Data: data[:len(data):len(data)]}
 	if c.Length <= 0 {
 		return c, fmt.Errorf("%w: chunk %d has length %d", errMalformed, c.Key, c.Length)
 	}

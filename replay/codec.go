@@ -39,6 +39,14 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 		return mem.BufferSlice{mem.SliceBuffer(m.FinishedBytes())}, nil
 	case rawMessage:
 		return mem.BufferSlice{mem.SliceBuffer(m)}, nil
+	case *insertMessage:
+		data := m.fb.b.FinishedBytes()
+		out := make(mem.BufferSlice, 1, 1+len(m.payloads))
+		out[0] = mem.NewBuffer(&data, m.fb)
+		for i := range m.payloads {
+			out = append(out, &m.payloads[i]) // a pointer: no allocation per payload
+		}
+		return out, nil
 	}
 	return nil, fmt.Errorf("replay: codec cannot marshal %T", v)
 }
@@ -81,6 +89,15 @@ func materialize(data mem.BufferSlice) []byte {
 // rawMessage is an already encoded message, sent as is (benchmarks and
 // tests use it to send arbitrary bytes).
 type rawMessage []byte
+
+// insertMessage is an insert request with out-of-line chunk payloads (see
+// buildInsertMessage): the FlatBuffer, then the payloads in order. The
+// payloads must not change until gRPC has written them; chunk data never
+// changes once encoded.
+type insertMessage struct {
+	fb       *pooledBuilder
+	payloads []mem.SliceBuffer
+}
 
 // messageBytes returns the buffer a received message was decoded from.
 func messageBytes(m interface{ Table() flatbuffers.Table }) []byte { return m.Table().Bytes }

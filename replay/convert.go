@@ -6,6 +6,7 @@ import (
 	"time"
 
 	flatbuffers "github.com/google/flatbuffers/go"
+	"google.golang.org/grpc/mem"
 
 	"github.com/recall-rl/recall/internal/tensor"
 	"github.com/recall-rl/recall/ratelimit"
@@ -92,14 +93,14 @@ func buildUint64s(b *flatbuffers.Builder, vs []uint64) flatbuffers.UOffsetT {
 	return b.EndVector(len(vs))
 }
 
-// buildChunk writes c, including its payload, into b; its column specs
-// only when withColumns (sample responses leave them out: the chunk data
-// describes its own columns, and clients read them from there).
-func buildChunk(b *flatbuffers.Builder, c *table.Chunk, withColumns bool) flatbuffers.UOffsetT {
-	data := b.CreateByteVector(c.Data)
-	var cols flatbuffers.UOffsetT
-	if withColumns {
-		cols = buildColumnSpecs(b, c.Columns)
+// buildChunk writes c into b with the column spec list cols (0: none;
+// sample responses leave the specs out, since the chunk data describes its
+// own columns). Its payload is copied in, or, if payloadOffset >= 0, named
+// as lying at that offset of the request's payload region.
+func buildChunk(b *flatbuffers.Builder, c *table.Chunk, cols flatbuffers.UOffsetT, payloadOffset int64) flatbuffers.UOffsetT {
+	var data flatbuffers.UOffsetT
+	if payloadOffset < 0 {
+		data = b.CreateByteVector(c.Data)
 	}
 	wire.ChunkStart(b)
 	wire.ChunkAddKey(b, c.Key)
@@ -109,7 +110,12 @@ func buildChunk(b *flatbuffers.Builder, c *table.Chunk, withColumns bool) flatbu
 	if cols != 0 {
 		wire.ChunkAddColumns(b, cols)
 	}
-	wire.ChunkAddData(b, data)
+	if payloadOffset < 0 {
+		wire.ChunkAddData(b, data)
+	} else if len(c.Data) > 0 {
+		wire.ChunkAddPayloadOffset(b, uint64(payloadOffset))
+		wire.ChunkAddPayloadLength(b, uint64(len(c.Data)))
+	}
 	return wire.ChunkEnd(b)
 }
 
@@ -190,6 +196,18 @@ func parseInsertRequest(buf []byte) (req insertRequest, err error) {
 		return req, err
 	}
 	w := wire.GetRootAsInsertRequest(buf, 0)
+	// The payload region follows the FlatBuffer; the FlatBuffer's offsets
+	// are checked against the FlatBuffer alone.
+	ps := w.PayloadSize()
+	if ps > uint64(len(buf)) {
+		return req, fmt.Errorf("%w: payload region of %d bytes in a message of %d", errMalformed, ps, len(buf))
+	}
+	region := buf[uint64(len(buf))-ps:]
+	buf = buf[:uint64(len(buf))-ps]
+	if err := rootOK(buf); err != nil {
+		return req, err
+	}
+	w = wire.GetRootAsInsertRequest(buf, 0)
 	n := w.ChunksLength()
 	if err := checkLen(buf, n, 4, "chunks"); err != nil {
 		return req, err
@@ -201,9 +219,14 @@ func parseInsertRequest(buf []byte) (req insertRequest, err error) {
 		if !w.Chunks(&wc, i) {
 			return req, fmt.Errorf("%w: chunk %d unreadable", errMalformed, i)
 		}
-		if req.chunks[i], err = a.chunk(buf, &wc, n-i); err != nil {
+		c, err := a.chunk(buf, &wc, n-i)
+		if err != nil {
 			return req, err
 		}
+		if err := outOfLinePayload(c, &wc, region); err != nil {
+			return req, err
+		}
+		req.chunks[i] = c
 	}
 	n = w.ItemsLength()
 	if err := checkLen(buf, n, 4, "items"); err != nil {
@@ -230,6 +253,26 @@ func parseInsertRequest(buf []byte) (req insertRequest, err error) {
 		req.release[i] = w.ReleaseChunkKeys(i)
 	}
 	return req, nil
+}
+
+// outOfLinePayload points c.Data at its bytes in the payload region if the
+// chunk has them there.
+func outOfLinePayload(c *table.Chunk, w *wire.Chunk, region []byte) error {
+	off, n := w.PayloadOffset(), w.PayloadLength()
+	if n == 0 {
+		if off != 0 {
+			return fmt.Errorf("%w: chunk %d has a payload offset but no payload length", errMalformed, c.Key)
+		}
+		return nil
+	}
+	if len(c.Data) > 0 {
+		return fmt.Errorf("%w: chunk %d has both inline data and an out-of-line payload", errMalformed, c.Key)
+	}
+	if off > uint64(len(region)) || n > uint64(len(region))-off {
+		return fmt.Errorf("%w: chunk %d payload [%d, +%d) lies outside the payload region of %d bytes", errMalformed, c.Key, off, n, len(region))
+	}
+	c.Data = region[off : off+n : off+n]
+	return nil
 }
 
 func buildInsertResponse(keys []uint64) *flatbuffers.Builder {
@@ -550,16 +593,36 @@ func buildInsertRequest(chunks []*table.Chunk, items []insertItem, release []uin
 		size += 64 + len(it.table) + 32*len(it.trajectory)
 	}
 	b := flatbuffers.NewBuilder(size)
-	buildInsertRequestInto(b, chunks, items, release)
+	buildInsert(b, chunks, items, release, false)
 	return b
 }
 
-// buildInsertRequestInto is buildInsertRequest into a reset builder, such as
-// a pooled one.
-func buildInsertRequestInto(b *flatbuffers.Builder, chunks []*table.Chunk, items []insertItem, release []uint64) {
-	chunkOffs := make([]flatbuffers.UOffsetT, len(chunks))
+// buildInsertMessage is buildInsertRequest with the chunk payloads out of
+// line: the FlatBuffer, built in a pooled builder, names where each payload
+// lies in the payload region, and the payloads are sent after it as they
+// are, without being copied into the message.
+func buildInsertMessage(chunks []*table.Chunk, items []insertItem, release []uint64) *insertMessage {
+	m := &insertMessage{fb: getBuilder(), payloads: make([]mem.SliceBuffer, len(chunks))}
+	buildInsert(m.fb.b, chunks, items, release, true)
 	for i, c := range chunks {
-		chunkOffs[i] = buildChunk(b, c, true)
+		m.payloads[i] = c.Data
+	}
+	return m
+}
+
+// buildInsert writes an insert request; outOfLine places chunk payloads in
+// the payload region (in chunk order) instead of in the chunks.
+func buildInsert(b *flatbuffers.Builder, chunks []*table.Chunk, items []insertItem, release []uint64, outOfLine bool) {
+	chunkOffs := make([]flatbuffers.UOffsetT, len(chunks))
+	var specs specCache
+	var payloadSize int64
+	for i, c := range chunks {
+		at := int64(-1)
+		if outOfLine {
+			at = payloadSize
+			payloadSize += int64(len(c.Data))
+		}
+		chunkOffs[i] = buildChunk(b, c, specs.build(b, c.Columns), at)
 	}
 	cv := endOffsetVector(b, chunkOffs)
 	itemOffs := make([]flatbuffers.UOffsetT, len(items))
@@ -582,5 +645,37 @@ func buildInsertRequestInto(b *flatbuffers.Builder, chunks []*table.Chunk, items
 	wire.InsertRequestAddChunks(b, cv)
 	wire.InsertRequestAddItems(b, iv)
 	wire.InsertRequestAddReleaseChunkKeys(b, rv)
+	if payloadSize > 0 {
+		wire.InsertRequestAddPayloadSize(b, uint64(payloadSize))
+	}
 	b.Finish(wire.InsertRequestEnd(b))
+}
+
+// specCache writes each distinct column spec list of a message once: the
+// chunks of one column share their spec list (the same slice), and a
+// FlatBuffer may point several chunks at one vector.
+type specCache struct {
+	n       int
+	entries [8]struct {
+		specs *table.ColumnSpec
+		len   int
+		off   flatbuffers.UOffsetT
+	}
+}
+
+func (sc *specCache) build(b *flatbuffers.Builder, cols []table.ColumnSpec) flatbuffers.UOffsetT {
+	if len(cols) == 0 {
+		return 0
+	}
+	for i := range sc.n {
+		if e := &sc.entries[i]; e.specs == &cols[0] && e.len == len(cols) {
+			return e.off
+		}
+	}
+	off := buildColumnSpecs(b, cols)
+	if sc.n < len(sc.entries) {
+		sc.entries[sc.n].specs, sc.entries[sc.n].len, sc.entries[sc.n].off = &cols[0], len(cols), off
+		sc.n++
+	}
+	return off
 }

@@ -27,15 +27,23 @@ func FuzzParseInsertRequest(f *testing.F) {
 	}}}
 	f.Add(buildInsertRequest([]*table.Chunk{c}, items, []uint64{7}).FinishedBytes())
 	f.Add(buildInsertRequest(nil, nil, nil).FinishedBytes())
+	empty := seedChunk()
+	empty.Data = nil
+	f.Add(insertMessageBytes(f, buildInsertMessage([]*table.Chunk{c, empty, seedChunk()}, items, nil)))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		req, err := parseInsertRequest(b)
 		if err != nil {
 			return
 		}
-		again, err := parseInsertRequest(buildInsertRequest(req.chunks, req.items, req.release).FinishedBytes())
-		if err != nil || len(again.items) != len(req.items) || len(again.chunks) != len(req.chunks) {
-			t.Fatalf("re-encoded request does not parse the same: %v", err)
+		for _, enc := range [][]byte{
+			buildInsertRequest(req.chunks, req.items, req.release).FinishedBytes(),
+			insertMessageBytes(t, buildInsertMessage(req.chunks, req.items, req.release)),
+		} {
+			again, err := parseInsertRequest(enc)
+			if err != nil || len(again.items) != len(req.items) || len(again.chunks) != len(req.chunks) {
+				t.Fatalf("re-encoded request does not parse the same: %v", err)
+			}
 		}
 	})
 }

@@ -70,7 +70,7 @@ func (w *sampleResponseWriter) build(b *flatbuffers.Builder, samples []table.Sam
 		for _, c := range samples[i].Chunks {
 			payload += len(c.Data)
 			if w.seen.add(c.Key) {
-				w.chunkOffs = append(w.chunkOffs, buildChunk(b, c, false))
+				w.chunkOffs = append(w.chunkOffs, buildChunk(b, c, 0, -1))
 			}
 		}
 	}

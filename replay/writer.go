@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/recall-rl/recall/internal/chunkcodec"
 	"github.com/recall-rl/recall/replay/internal/wire"
@@ -262,6 +263,7 @@ type Writer struct {
 		stepOpen bool   // some column has a value in the open step
 		cols     map[string]*wcolumn
 		names    []string // Append's scratch: the step's column names, sorted
+		slab     []byte   // the block small chunks are encoded into (see encodeLocked)
 
 		queue   []*witem          // unacknowledged items in creation order (acked ones trimmed from the front)
 		sent    int               // queue[:sent] has been sent on the current stream
@@ -325,6 +327,12 @@ type witem struct {
 	ins    insertItem
 	chunks []*wchunk // distinct chunks the trajectory uses
 	acked  bool
+
+	// Storage for the common small item (one column of one chunk), so that
+	// it takes one allocation.
+	trajBuf  [1]table.TrajectoryColumn
+	sliceBuf [1]table.ChunkSlice
+	chunkBuf [1]*wchunk
 }
 
 // NewWriter returns a Writer that inserts through c. The insert stream is
@@ -416,11 +424,6 @@ func (w *Writer) append(step map[string]Tensor, complete bool) error {
 	if err := w.usableLocked(); err != nil {
 		return err
 	}
-	for name, t := range step {
-		if err := w.checkValueLocked(name, t); err != nil {
-			return err
-		}
-	}
 	add := func(name string, t Tensor) error {
 		col := w.mu.cols[name]
 		if col == nil {
@@ -435,8 +438,12 @@ func (w *Writer) append(step map[string]Tensor, complete bool) error {
 		}
 		return nil
 	}
-	if len(step) == 1 { // the common case needs no sorting
+	// Every value is checked before any is added.
+	if len(step) == 1 { // the common case: one pass over the map, no sorting
 		for name, t := range step {
+			if err := w.checkValueLocked(name, t); err != nil {
+				return err
+			}
 			if err := add(name, t); err != nil {
 				return err
 			}
@@ -448,6 +455,11 @@ func (w *Writer) append(step map[string]Tensor, complete bool) error {
 		}
 		slices.Sort(names)
 		w.mu.names = names
+		for _, name := range names {
+			if err := w.checkValueLocked(name, step[name]); err != nil {
+				return err
+			}
+		}
 		for _, name := range names {
 			if err := add(name, step[name]); err != nil {
 				return err
@@ -519,7 +531,7 @@ func (w *Writer) addValueLocked(col *wcolumn, t Tensor) error {
 func (w *Writer) finalizeLocked(col *wcolumn) error {
 	c := col.open
 	col.open = nil
-	data, err := chunkcodec.Encode([]chunkcodec.Column{{Name: col.name, Steps: c.steps}}, w.codec)
+	data, err := w.encodeLocked(chunkcodec.Column{Name: col.name, Steps: c.steps})
 	if err != nil {
 		return fmt.Errorf("encoding chunk of column %q: %w", col.name, err)
 	}
@@ -535,6 +547,39 @@ func (w *Writer) finalizeLocked(col *wcolumn) error {
 	c.inWindow = true
 	col.chunks = append(col.chunks, c)
 	return nil
+}
+
+// chunkSlabSize is the size of the blocks that small encoded chunks are
+// carved from: one allocation serves many chunks, and the garbage collector
+// frees a block once none of its chunks is referenced (chunks die roughly
+// in the order they were made, so few blocks linger).
+const chunkSlabSize = 64 << 10
+
+// encodeLocked encodes one column's chunk. Small chunks are encoded in
+// place at the end of the current slab.
+func (w *Writer) encodeLocked(col chunkcodec.Column) ([]byte, error) {
+	cols := []chunkcodec.Column{col}
+	need := 256 // more than the header and checksum take
+	for _, t := range col.Steps {
+		need += len(t.Data)
+	}
+	if need > chunkSlabSize/8 {
+		return chunkcodec.Encode(cols, w.codec)
+	}
+	slab := w.mu.slab
+	if cap(slab)-len(slab) < need {
+		slab = make([]byte, 0, chunkSlabSize)
+	}
+	free := slab[len(slab):len(slab):cap(slab)]
+	data, err := chunkcodec.AppendEncode(free, cols, w.codec)
+	if err != nil {
+		return nil, err
+	}
+	if unsafe.SliceData(data) == unsafe.SliceData(free) {
+		slab = slab[:len(slab)+len(data)]
+	} // else the encoding outgrew the estimate and has its own allocation
+	w.mu.slab = slab
+	return data[:len(data):len(data)], nil
 }
 
 // leaveWindowLocked marks a chunk as out of its column's history window.
@@ -834,10 +879,19 @@ func (w *Writer) buildItemLocked(tableName string, priority float64, refs []Colu
 			}
 		}
 	}
-	it := &witem{ins: insertItem{table: tableName, key: w.newKeyLocked(), priority: priority, trajectory: make([]table.TrajectoryColumn, len(refs))}}
+	it := &witem{ins: insertItem{table: tableName, key: w.newKeyLocked(), priority: priority}}
+	it.chunks = it.chunkBuf[:0]
+	if len(refs) <= len(it.trajBuf) {
+		it.ins.trajectory = it.trajBuf[:len(refs)]
+	} else {
+		it.ins.trajectory = make([]table.TrajectoryColumn, len(refs))
+	}
 	size := 0
 	for i, r := range refs {
 		var sl []table.ChunkSlice
+		if i == 0 {
+			sl = it.sliceBuf[:0]
+		}
 		_ = w.coverLocked(cols[i], r.start, r.end, func(c *wchunk, off, n int) {
 			sl = append(sl, table.ChunkSlice{ChunkKey: c.key, Offset: int32(off), Length: int32(n)})
 			for _, have := range it.chunks {
@@ -1087,9 +1141,7 @@ func (w *Writer) send(ctx context.Context, st wire.ReplayService_InsertClient, r
 				return false, ctx.Err()
 			}
 		}
-		msg := getBuilder()
-		buildInsertRequestInto(msg.b, chunks, items, release)
-		if err := st.SendMsg(msg); err != nil {
+		if err := st.SendMsg(buildInsertMessage(chunks, items, release)); err != nil {
 			if errors.Is(err, io.EOF) {
 				// The stream ended; its status comes from Recv.
 				return true, <-recvDone

@@ -135,8 +135,32 @@ func (rcv *Chunk) MutateData(j int, n byte) bool {
 	return false
 }
 
+func (rcv *Chunk) PayloadOffset() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(16))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Chunk) MutatePayloadOffset(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(16, n)
+}
+
+func (rcv *Chunk) PayloadLength() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(18))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Chunk) MutatePayloadLength(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(18, n)
+}
+
 func ChunkStart(builder *flatbuffers.Builder) {
-	builder.StartObject(6)
+	builder.StartObject(8)
 }
 func ChunkAddKey(builder *flatbuffers.Builder, key uint64) {
 	builder.PrependUint64Slot(0, key, 0)
@@ -161,6 +185,12 @@ func ChunkAddData(builder *flatbuffers.Builder, data flatbuffers.UOffsetT) {
 }
 func ChunkStartDataVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(1, numElems, 1)
+}
+func ChunkAddPayloadOffset(builder *flatbuffers.Builder, payloadOffset uint64) {
+	builder.PrependUint64Slot(6, payloadOffset, 0)
+}
+func ChunkAddPayloadLength(builder *flatbuffers.Builder, payloadLength uint64) {
+	builder.PrependUint64Slot(7, payloadLength, 0)
 }
 func ChunkEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

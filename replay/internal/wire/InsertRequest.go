@@ -99,8 +99,20 @@ func (rcv *InsertRequest) MutateReleaseChunkKeys(j int, n uint64) bool {
 	return false
 }
 
+func (rcv *InsertRequest) PayloadSize() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(12))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *InsertRequest) MutatePayloadSize(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(12, n)
+}
+
 func InsertRequestStart(builder *flatbuffers.Builder) {
-	builder.StartObject(4)
+	builder.StartObject(5)
 }
 func InsertRequestAddChunks(builder *flatbuffers.Builder, chunks flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(chunks), 0)
@@ -119,6 +131,9 @@ func InsertRequestAddReleaseChunkKeys(builder *flatbuffers.Builder, releaseChunk
 }
 func InsertRequestStartReleaseChunkKeysVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(8, numElems, 8)
+}
+func InsertRequestAddPayloadSize(builder *flatbuffers.Builder, payloadSize uint64) {
+	builder.PrependUint64Slot(4, payloadSize, 0)
 }
 func InsertRequestEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()
