@@ -44,7 +44,12 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 		out := make(mem.BufferSlice, 1, 1+len(m.payloads))
 		out[0] = mem.NewBuffer(&data, m.fb)
 		for i := range m.payloads {
-			out = append(out, &m.payloads[i]) // a pointer: no allocation per payload
+			if i < len(m.bufs) && m.bufs[i] != nil {
+				out = append(out, mem.NewBuffer(&m.payloads[i], m.bufs[i]))
+			} else {
+				// A pointer: no allocation per payload.
+				out = append(out, (*mem.SliceBuffer)(&m.payloads[i]))
+			}
 		}
 		return out, nil
 	}
@@ -96,7 +101,8 @@ type rawMessage []byte
 // changes once encoded.
 type insertMessage struct {
 	fb       *pooledBuilder
-	payloads []mem.SliceBuffer
+	payloads [][]byte
+	bufs     []*chunkBuf // per payload: its recycled buffer, or nil
 }
 
 // messageBytes returns the buffer a received message was decoded from.

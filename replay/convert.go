@@ -6,7 +6,6 @@ import (
 	"time"
 
 	flatbuffers "github.com/google/flatbuffers/go"
-	"google.golang.org/grpc/mem"
 
 	"github.com/recall-rl/recall/internal/tensor"
 	"github.com/recall-rl/recall/ratelimit"
@@ -601,8 +600,12 @@ func buildInsertRequest(chunks []*table.Chunk, items []insertItem, release []uin
 // line: the FlatBuffer, built in a pooled builder, names where each payload
 // lies in the payload region, and the payloads are sent after it as they
 // are, without being copied into the message.
-func buildInsertMessage(chunks []*table.Chunk, items []insertItem, release []uint64) *insertMessage {
-	m := &insertMessage{fb: getBuilder(), payloads: make([]mem.SliceBuffer, len(chunks))}
+//
+// bufs, if not nil, has an entry per chunk: the recycled buffer holding its
+// payload, or nil. The message holds one hold on each buffer, released as
+// gRPC frees the payload after writing it.
+func buildInsertMessage(chunks []*table.Chunk, bufs []*chunkBuf, items []insertItem, release []uint64) *insertMessage {
+	m := &insertMessage{fb: getBuilder(), payloads: make([][]byte, len(chunks)), bufs: bufs}
 	buildInsert(m.fb.b, chunks, items, release, true)
 	for i, c := range chunks {
 		m.payloads[i] = c.Data

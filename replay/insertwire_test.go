@@ -36,7 +36,7 @@ func TestInsertMessageOutOfLinePayloads(t *testing.T) {
 		{Slices: []table.ChunkSlice{{ChunkKey: 1, Length: 1}, {ChunkKey: 3, Length: 1}}},
 		{Slices: []table.ChunkSlice{{ChunkKey: 2, Length: 1}}, Squeeze: true},
 	}}}
-	msg := insertMessageBytes(t, buildInsertMessage(chunks, items, []uint64{4}))
+	msg := insertMessageBytes(t, buildInsertMessage(chunks, nil, items, []uint64{4}))
 	inline := buildInsertRequest(chunks, items, []uint64{4}).FinishedBytes()
 	cloned := make([]*table.Chunk, len(chunks))
 	for i, c := range chunks {

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/recall-rl/recall/internal/chunkcodec"
 	"github.com/recall-rl/recall/replay/internal/wire"
@@ -314,6 +313,10 @@ type wchunk struct {
 	// current stream. A chunk on the server is kept while either holds.
 	inWindow bool
 	unsent   int
+	// users counts the unacknowledged items using the chunk; buf, if not
+	// nil, is the recycled buffer holding data (see recycleLocked).
+	users int
+	buf   *chunkBuf
 	// stream is the number of the insert stream on which the server holds
 	// the chunk (sent and not released), or 0. A new stream starts with
 	// no chunk on the server, whatever older streams left.
@@ -531,7 +534,7 @@ func (w *Writer) addValueLocked(col *wcolumn, t Tensor) error {
 func (w *Writer) finalizeLocked(col *wcolumn) error {
 	c := col.open
 	col.open = nil
-	data, err := w.encodeLocked(chunkcodec.Column{Name: col.name, Steps: c.steps})
+	data, buf, err := w.encodeLocked(chunkcodec.Column{Name: col.name, Steps: c.steps})
 	if err != nil {
 		return fmt.Errorf("encoding chunk of column %q: %w", col.name, err)
 	}
@@ -544,48 +547,17 @@ func (w *Writer) finalizeLocked(col *wcolumn) error {
 		Columns:   col.spec,
 		Data:      data,
 	}
+	c.buf = buf
 	c.inWindow = true
 	col.chunks = append(col.chunks, c)
 	return nil
-}
-
-// chunkSlabSize is the size of the blocks that small encoded chunks are
-// carved from: one allocation serves many chunks, and the garbage collector
-// frees a block once none of its chunks is referenced (chunks die roughly
-// in the order they were made, so few blocks linger).
-const chunkSlabSize = 64 << 10
-
-// encodeLocked encodes one column's chunk. Small chunks are encoded in
-// place at the end of the current slab.
-func (w *Writer) encodeLocked(col chunkcodec.Column) ([]byte, error) {
-	cols := []chunkcodec.Column{col}
-	need := 256 // more than the header and checksum take
-	for _, t := range col.Steps {
-		need += len(t.Data)
-	}
-	if need > chunkSlabSize/8 {
-		return chunkcodec.Encode(cols, w.codec)
-	}
-	slab := w.mu.slab
-	if cap(slab)-len(slab) < need {
-		slab = make([]byte, 0, chunkSlabSize)
-	}
-	free := slab[len(slab):len(slab):cap(slab)]
-	data, err := chunkcodec.AppendEncode(free, cols, w.codec)
-	if err != nil {
-		return nil, err
-	}
-	if unsafe.SliceData(data) == unsafe.SliceData(free) {
-		slab = slab[:len(slab)+len(data)]
-	} // else the encoding outgrew the estimate and has its own allocation
-	w.mu.slab = slab
-	return data[:len(data):len(data)], nil
 }
 
 // leaveWindowLocked marks a chunk as out of its column's history window.
 func (w *Writer) leaveWindowLocked(c *wchunk) {
 	c.inWindow = false
 	w.checkReleasableLocked(c)
+	w.recycleLocked(c)
 }
 
 // onServerLocked reports whether the server holds c for the current
@@ -832,6 +804,7 @@ func (w *Writer) CreateItem(ctx context.Context, tableName string, priority floa
 	w.mu.pending[it.ins.key] = it
 	for _, c := range it.chunks {
 		c.unsent++
+		c.users++
 	}
 	w.wakeSender()
 	return nil
@@ -1121,17 +1094,15 @@ func (w *Writer) resetStreamLocked() {
 func (w *Writer) send(ctx context.Context, st wire.ReplayService_InsertClient, recvDone <-chan error) (recvFinished bool, err error) {
 	for {
 		w.mu.Lock()
-		var chunks []*table.Chunk
-		var items []insertItem
-		var release []uint64
+		var req outgoingRequest
 		if w.mu.unackedMsgs < maxUnackedMsgs {
-			chunks, items, release = w.nextRequestLocked()
-			if len(items) > 0 {
+			req = w.nextRequestLocked()
+			if len(req.items) > 0 {
 				w.mu.unackedMsgs++
 			}
 		}
 		w.mu.Unlock()
-		if len(items) == 0 {
+		if len(req.items) == 0 {
 			select {
 			case <-w.kick:
 				continue
@@ -1141,7 +1112,7 @@ func (w *Writer) send(ctx context.Context, st wire.ReplayService_InsertClient, r
 				return false, ctx.Err()
 			}
 		}
-		if err := st.SendMsg(buildInsertMessage(chunks, items, release)); err != nil {
+		if err := st.SendMsg(buildInsertMessage(req.chunks, req.bufs, req.items, req.release)); err != nil {
 			if errors.Is(err, io.EOF) {
 				// The stream ended; its status comes from Recv.
 				return true, <-recvDone
@@ -1151,13 +1122,23 @@ func (w *Writer) send(ctx context.Context, st wire.ReplayService_InsertClient, r
 	}
 }
 
+// outgoingRequest is what the next insert request carries: chunks with
+// their recycled buffers (nil for chunks without one), items and the keys
+// of chunks to release.
+type outgoingRequest struct {
+	chunks  []*table.Chunk
+	bufs    []*chunkBuf
+	items   []insertItem
+	release []uint64
+}
+
 // nextRequestLocked takes the next queued items (up to ItemsPerMessage and
 // about batchBytes of new chunk data), the chunks they need that the server
 // lacks, and the release list; it updates the mirror of the server's pending
 // chunks as the server will once it has handled the request.
-func (w *Writer) nextRequestLocked() (chunks []*table.Chunk, items []insertItem, release []uint64) {
+func (w *Writer) nextRequestLocked() (req outgoingRequest) {
 	size := 0
-	for w.mu.sent < len(w.mu.queue) && len(items) < w.opts.ItemsPerMessage {
+	for w.mu.sent < len(w.mu.queue) && len(req.items) < w.opts.ItemsPerMessage {
 		it := w.mu.queue[w.mu.sent]
 		if it.acked {
 			w.mu.sent++
@@ -1169,31 +1150,35 @@ func (w *Writer) nextRequestLocked() (chunks []*table.Chunk, items []insertItem,
 				need += len(c.data.Data)
 			}
 		}
-		if len(items) > 0 && size+need > w.batchBytes {
+		if len(req.items) > 0 && size+need > w.batchBytes {
 			break
 		}
 		for _, c := range it.chunks {
 			if !w.onServerLocked(c) {
 				c.stream = w.mu.streams
-				chunks = append(chunks, c.data)
+				req.chunks = append(req.chunks, c.data)
+				req.bufs = append(req.bufs, c.buf)
+				if c.buf != nil {
+					c.buf.hold() // released by gRPC once it has written the message
+				}
 			}
 			c.unsent--
 			w.checkReleasableLocked(c)
 		}
 		size += need
-		items = append(items, it.ins)
+		req.items = append(req.items, it.ins)
 		w.mu.sent++
 	}
-	if len(items) == 0 {
-		return nil, nil, nil
+	if len(req.items) == 0 {
+		return outgoingRequest{}
 	}
 	for _, c := range w.mu.releasable {
-		release = append(release, c.key)
+		req.release = append(req.release, c.key)
 		c.stream = 0
 	}
 	clear(w.mu.releasable)
 	w.mu.releasable = w.mu.releasable[:0]
-	return chunks, items, release
+	return req
 }
 
 // receive reads acknowledgements until the stream fails.
@@ -1227,6 +1212,10 @@ func (w *Writer) ackLocked(keys []uint64) {
 		if it := w.mu.pending[k]; it != nil {
 			it.acked = true
 			delete(w.mu.pending, k)
+			for _, c := range it.chunks {
+				c.users--
+				w.recycleLocked(c)
+			}
 		}
 	}
 	n := 0

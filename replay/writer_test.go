@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -763,11 +764,14 @@ func TestWriterConnectionCuts(t *testing.T) {
 	w := newWriter(t, c, WriterOptions{ChunkLength: 2, HistoryLength: 8, MaxInFlightItems: 64, ItemsPerMessage: 8})
 
 	const n = 600
+	// pad makes chunks large enough to be encoded into recycled buffers,
+	// which must survive resends.
+	pad := func(i int) Tensor { return mustTensor(FromSlice(bytes.Repeat([]byte{byte(i)}, 12<<10))) }
 	for i := range n {
-		if err := w.Append(map[string]Tensor{"id": Scalar(int64(i)), "obs": writerStep(i)["obs"]}); err != nil {
+		if err := w.Append(map[string]Tensor{"id": Scalar(int64(i)), "obs": writerStep(i)["obs"], "pad": pad(i)}); err != nil {
 			t.Fatal(err)
 		}
-		refs := []ColumnRef{w.History("id").Step(i), w.History("obs").Last(min(i+1, 3))}
+		refs := []ColumnRef{w.History("id").Step(i), w.History("obs").Last(min(i+1, 3)), w.History("pad").Step(i)}
 		if err := w.CreateItem(ctx, "t", 1, refs...); err != nil {
 			t.Fatal(err)
 		}
@@ -792,6 +796,9 @@ func TestWriterConnectionCuts(t *testing.T) {
 		l := min(i+1, 3)
 		if len(obs) != 2*l || obs[2*l-2] != float32(i) {
 			t.Errorf("item %d: obs %v", i, obs)
+		}
+		if !s.Columns[2].Equal(pad(i)) {
+			t.Errorf("item %d: pad column differs", i)
 		}
 	}
 	w.mu.Lock()
@@ -959,4 +966,69 @@ func ExampleWriter() {
 	// [obs reward] [2 2] [1 -1 2 -2] [] [0.2]
 	// [obs reward] [2 2] [2 -2 3 -3] [] [0.3]
 	// EOF
+}
+
+// TestWriterRecyclesLargeChunkBuffers: large chunks are encoded into
+// recycled buffers; a buffer is reused only once no item still to be
+// acknowledged uses its chunk and gRPC has written it, so every item arrives
+// intact however much buffers are reused.
+func TestWriterRecyclesLargeChunkBuffers(t *testing.T) {
+	ts := startServer(t, ServerOptions{Tables: []table.Options{fifoOnce("t")}})
+	c := dial(t, ts.addr)
+	ctx := context.Background()
+	const items, size, history = 200, 40 << 10, 3
+	w := newWriter(t, c, WriterOptions{ChunkLength: 1, HistoryLength: history, ItemsPerMessage: 4,
+		MaxInFlightItems: 8, Compression: CompressionNone})
+	step := func(i int) map[string]Tensor {
+		v := make([]uint8, size)
+		for j := range v {
+			v[j] = uint8(i + j/1024)
+		}
+		return map[string]Tensor{"obs": mustTensor(FromSlice(v, size))}
+	}
+	var steps []map[string]Tensor
+	for i := range items {
+		steps = append(steps, step(i))
+		appendAll(t, w, steps[i:])
+		if i >= 1 {
+			if err := w.CreateItem(ctx, "t", 1, w.History("obs").Last(2)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.mu.Lock()
+		for _, ch := range w.mu.cols["obs"].chunks {
+			if ch.buf == nil && ch.users > 0 {
+				t.Fatalf("step %d: chunk %d in use has no buffer: large chunks are not pooled", i, ch.key)
+			}
+		}
+		w.mu.Unlock()
+	}
+	flush(t, w)
+	// Only the history window still holds buffers, each held by the writer
+	// alone once gRPC is done (the acks prove the messages were written).
+	w.mu.Lock()
+	held := 0
+	for _, ch := range w.mu.cols["obs"].chunks {
+		if ch.buf != nil {
+			held++
+			if h := ch.buf.holds.Load(); h < 1 {
+				t.Errorf("chunk %d in the window: buffer holds %d", ch.key, h)
+			}
+		}
+	}
+	w.mu.Unlock()
+	if held == 0 || held > history {
+		t.Errorf("%d buffers held after Flush, want 1..%d (the window)", held, history)
+	}
+	got := sampleN(t, c, "t", items-1)
+	bad := 0
+	for i, s := range got {
+		// Not checkSample: a failure would print megabytes.
+		if len(s.Columns) != 1 || !s.Columns[0].Equal(stacked(steps, "obs", i, i+2, false)) {
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d items arrived with the wrong content", bad, len(got))
+	}
 }

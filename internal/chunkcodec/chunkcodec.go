@@ -1,6 +1,7 @@
 package chunkcodec
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -205,45 +206,89 @@ func AppendEncode(dst []byte, cols []Column, opts Options) ([]byte, error) {
 		return dst, fmt.Errorf("chunkcodec: unknown compression level %d", int(opts.Level))
 	}
 	var layBuf [8]colLayout
-	lay, rawSize, hdrSize, err := planEncode(layBuf[:0], cols, opts)
+	lay, rawSize, _, err := planEncode(layBuf[:0], cols, opts)
 	if err != nil {
 		return dst, err
 	}
 
+	var hdrBuf [128]byte
 	compress := opts.Level != LevelNone && rawSize >= minCompressSize
-	if !compress {
-		start := len(dst)
-		dst = slices.Grow(dst, hdrSize+rawSize+checksumSize)
-		dst = appendHeader(dst, cols, lay, rawSize, 0)
-		n := len(dst)
-		dst = dst[:n+rawSize]
-		fillPayload(dst[n:], cols, lay)
-		return appendChecksum(dst, start), nil
+	if !compress && !anyDelta(lay) && len(cols)*(len(cols[0].Steps)+1) < maxParts {
+		// The payload is the steps themselves, with alignment gaps:
+		// gather them straight into the output.
+		var parts [maxParts][]byte
+		parts[0] = appendHeader(hdrBuf[:0], cols, lay, rawSize, 0)
+		k, end := 1, 0
+		for i := range cols {
+			parts[k] = zeroPad[:lay[i].offset-end]
+			k++
+			for _, st := range cols[i].Steps {
+				parts[k] = st.Data
+				k++
+			}
+			end = lay[i].offset + len(cols[i].Steps)*lay[i].stepBytes
+		}
+		return appendChunk(dst, parts[:k]), nil
 	}
 
+	// The payload is transformed (delta encoded, compressed): assemble it
+	// in a scratch buffer first.
+	raw := getBuf(rawSize)
+	defer putBuf(raw)
+	fillPayload(*raw, cols, lay)
+	if !compress {
+		return appendChunk(dst, [][]byte{appendHeader(hdrBuf[:0], cols, lay, rawSize, 0), *raw}), nil
+	}
 	enc, err := encoderFor(opts.Level)
 	if err != nil {
 		return dst, err
 	}
-	// zstd needs the payload in one piece, so assemble it in a scratch
-	// buffer, compress into a second one, and copy whichever is smaller to
-	// dst. The copy costs far less than compression and lets dst grow to
-	// exactly the right size once.
-	raw := getBuf(rawSize)
-	fillPayload(*raw, cols, lay)
 	comp := getBuf(enc.MaxEncodedSize(rawSize))
+	defer putBuf(comp)
 	*comp = enc.EncodeAll(*raw, (*comp)[:0])
 	payload, flags := *raw, byte(0)
 	if len(*comp) < rawSize {
 		payload, flags = *comp, flagCompressed
 	}
+	return appendChunk(dst, [][]byte{appendHeader(hdrBuf[:0], cols, lay, rawSize, flags), payload}), nil
+}
+
+// maxParts is the most parts appendChunk takes.
+const maxParts = 16
+
+// zeroPad supplies alignment gaps and the checksum's placeholder.
+var zeroPad [max(payloadAlign, checksumSize)]byte
+
+// appendChunk appends the concatenation of parts (at most maxParts) and
+// its CRC-32C to dst.
+// When dst lacks room, the output is allocated without being zeroed first
+// (bytes.Join): copying the parts in is then the only write to it, which
+// matters for chunks of hundreds of kilobytes.
+func appendChunk(dst []byte, parts [][]byte) []byte {
 	start := len(dst)
-	dst = slices.Grow(dst, hdrSize+len(payload)+checksumSize)
-	dst = appendHeader(dst, cols, lay, rawSize, flags)
-	dst = append(dst, payload...)
-	putBuf(raw)
-	putBuf(comp)
-	return appendChecksum(dst, start), nil
+	n := checksumSize
+	for _, p := range parts {
+		n += len(p)
+	}
+	if cap(dst)-len(dst) >= n {
+		for _, p := range parts {
+			dst = append(dst, p...)
+		}
+		dst = append(dst, zeroPad[:checksumSize]...)
+	} else {
+		var all [maxParts + 2][]byte
+		all[0] = dst
+		k := 1
+		for _, p := range parts { // not copy: escape analysis would move the parts to the heap
+			all[k] = p
+			k++
+		}
+		all[k] = zeroPad[:checksumSize]
+		dst = bytes.Join(all[:k+1], nil)
+	}
+	end := len(dst) - checksumSize
+	binary.LittleEndian.PutUint32(dst[end:], crc32.Checksum(dst[start:end], castagnoli))
+	return dst
 }
 
 // planEncode validates the columns and computes their layout, the
@@ -386,11 +431,6 @@ func fillPayload(p []byte, cols []Column, lay []colLayout) {
 		end = l.offset + len(steps)*l.stepBytes
 	}
 	clear(p[end:])
-}
-
-// appendChecksum appends the CRC-32C of dst[start:].
-func appendChecksum(dst []byte, start int) []byte {
-	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
 }
 
 // uvarintLen returns the length of the uvarint encoding of x.
