@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/recall-rl/recall/ratelimit"
 	"github.com/recall-rl/recall/sampler"
@@ -111,16 +110,22 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 }
 
 func TestSnapshotAllIsOneInstant(t *testing.T) {
+	// A writer inserts keys 1, 2, ... into b and then a; both tables evict
+	// FIFO beyond maxSize. So at any one instant a table whose newest key
+	// is hi holds exactly the keys max(1, hi-maxSize+1)..hi, in that
+	// insertion order, and b's newest key is a's or the one after it. (Any
+	// check that ignored eviction would be wrong: once the tables are full,
+	// b has already evicted the key that a evicts on its next insert.)
+	const maxSize, numKeys = 500, 5_000
 	f := newFixture(t)
-	a := newTable(t, f, Options{Name: "a"})
-	b := newTable(t, f, Options{Name: "b"})
-	// A writer inserts key k into b and then a; a snapshot of both taken at
-	// one instant can never show b missing a key that a holds.
+	a := newTable(t, f, Options{Name: "a", MaxSize: maxSize})
+	b := newTable(t, f, Options{Name: "b", MaxSize: maxSize})
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for k := uint64(1); ctx.Err() == nil && k <= 20_000; k++ {
+		for k := uint64(1); ctx.Err() == nil && k <= numKeys; k++ {
 			for _, tb := range []*Table{b, a} {
 				it := f.item(k, 1)
 				err := tb.Insert(ctx, it)
@@ -131,36 +136,59 @@ func TestSnapshotAllIsOneInstant(t *testing.T) {
 			}
 		}
 	}()
-	for range 200 {
+	// check returns the newest key of a snapshot after checking that it
+	// holds the keys described above.
+	check := func(i int, name string, s *Snapshot) uint64 {
+		t.Helper()
+		if len(s.Items) == 0 {
+			return 0
+		}
+		hi := s.Items[len(s.Items)-1].Key
+		lo := uint64(1)
+		if hi > maxSize {
+			lo = hi - maxSize + 1
+		}
+		if uint64(len(s.Items)) != hi-lo+1 {
+			cancel()
+			t.Fatalf("snapshot %d: %s holds %d items, newest %d: want keys %d..%d", i, name, len(s.Items), hi, lo, hi)
+		}
+		for j, it := range s.Items {
+			if it.Key != lo+uint64(j) {
+				cancel()
+				t.Fatalf("snapshot %d: %s item %d is key %d, want %d (keys %d..%d in insertion order)", i, name, j, it.Key, lo+uint64(j), lo, hi)
+			}
+		}
+		return hi
+	}
+	// Snapshot until the writer is done, and once more after: every
+	// snapshot overlaps the writes, however the goroutines are scheduled.
+	for i, last := 0, false; !last; i++ {
+		select {
+		case <-done:
+			last = true
+		default:
+		}
 		snaps, err := SnapshotAll(a, b) // deliberately not in name order
 		if err != nil {
 			t.Fatal(err)
 		}
-		inB := map[uint64]bool{}
-		for _, it := range snaps[1].Items {
-			inB[it.Key] = true
+		hiA, hiB := check(i, "a", snaps[0]), check(i, "b", snaps[1])
+		if hiB != hiA && hiB != hiA+1 {
+			cancel()
+			t.Fatalf("snapshot %d: newest key %d in a but %d in b: the snapshots are not of one instant", i, hiA, hiB)
 		}
-		for _, it := range snaps[0].Items {
-			if !inB[it.Key] {
-				cancel()
-				<-done
-				_, inBNow := b.itemLocked(it.Key)
-				t.Fatalf("key %d in a's snapshot but not in b's (a %d items, b %d; b holds it now: %v)", it.Key, len(snaps[0].Items), len(snaps[1].Items), inBNow)
-			}
+		if last && (hiA != numKeys || hiB != numKeys) {
+			t.Fatalf("after the writer: newest keys %d in a, %d in b, want %d", hiA, hiB, numKeys)
 		}
 	}
-	cancel()
-	<-done
 	b.Close()
 	if _, err := SnapshotAll(a, b); !errors.Is(err, ErrClosed) {
 		t.Fatalf("snapshot of a closed table: %v", err)
 	}
-	// The failed snapshot released the lock it had taken on a.
-	got := make(chan int64, 1)
-	go func() { got <- a.Size() }()
-	select {
-	case <-got:
-	case <-time.After(5 * time.Second):
+	// The failed snapshot released the lock it had taken on a (nothing else
+	// holds it: the writer is done).
+	if !a.mu.TryLock() {
 		t.Fatal("table a stayed locked after a failed SnapshotAll")
 	}
+	a.mu.Unlock()
 }
