@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -20,9 +21,11 @@ var (
 	// a chunk referenced but never sent, a malformed message
 	// (InvalidArgument).
 	ErrInvalidArgument = errors.New("replay: invalid argument")
-	// ErrRateLimiterTimeout: a rate-limiter wait passed its deadline
-	// (DeadlineExceeded). Errors that match it also match
-	// context.DeadlineExceeded.
+	// ErrRateLimiterTimeout: a rate-limiter wait on the server passed the
+	// timeout the client set for it (DeadlineExceeded, marked as a
+	// limiter timeout). Errors that match it also match
+	// context.DeadlineExceeded; a deadline of the caller's own context
+	// matches context.DeadlineExceeded only.
 	ErrRateLimiterTimeout = errors.New("replay: rate limiter timeout")
 	// ErrUnavailable: the server is shutting down or cannot be reached
 	// (Unavailable).
@@ -39,6 +42,36 @@ var (
 	// ErrClosed: the client or writer was closed.
 	ErrClosed = errors.New("replay: closed")
 )
+
+// A DeadlineExceeded status that comes from a rate-limiter wait carries an
+// ErrorInfo detail with this reason, so that the client can tell it from a
+// deadline of its own (the caller's context, which gRPC reports with the
+// same code).
+const (
+	errorDomain              = "recall.replay"
+	rateLimiterTimeoutReason = "RATE_LIMITER_TIMEOUT"
+)
+
+// rateLimiterTimeoutStatus is the status of a rate-limiter wait that passed
+// its deadline.
+func rateLimiterTimeoutStatus(err error) error {
+	st := status.New(codes.DeadlineExceeded, err.Error())
+	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: rateLimiterTimeoutReason, Domain: errorDomain}); derr == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// isRateLimiterTimeout reports whether st was made by
+// rateLimiterTimeoutStatus.
+func isRateLimiterTimeout(st *status.Status) bool {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == errorDomain && info.GetReason() == rateLimiterTimeoutReason {
+			return true
+		}
+	}
+	return false
+}
 
 // errShuttingDown is the cancel cause of handler contexts when the server
 // drains.
@@ -96,7 +129,10 @@ func fromStatus(err error) error {
 	case codes.InvalidArgument:
 		sentinel = ErrInvalidArgument
 	case codes.DeadlineExceeded:
-		return &statusError{st: st, sentinels: []error{ErrRateLimiterTimeout, context.DeadlineExceeded}}
+		if isRateLimiterTimeout(st) {
+			return &statusError{st: st, sentinels: []error{ErrRateLimiterTimeout, context.DeadlineExceeded}}
+		}
+		sentinel = context.DeadlineExceeded
 	case codes.Unavailable:
 		sentinel = ErrUnavailable
 	case codes.Unauthenticated:

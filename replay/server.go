@@ -546,6 +546,9 @@ func (s *Server) Sample(stream wire.ReplayService_SampleServer) error {
 			if ctx.Err() != nil {
 				return toStatus(ctx, context.Cause(ctx))
 			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				return rateLimiterTimeoutStatus(err) // sctx's timeout
+			}
 			return toStatus(ctx, err)
 		}
 		credit.take(int64(len(buf)))

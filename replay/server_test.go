@@ -790,3 +790,42 @@ func TestMaxSamplesTakesNoMoreFromTheTable(t *testing.T) {
 		t.Fatalf("queue holds %d items, want 20-8 = 12", got)
 	}
 }
+
+// TestDeadlineKinds: a rate-limiter timeout the client asked for matches
+// ErrRateLimiterTimeout; the expiry of the caller's own context, reported
+// by gRPC with the same code, matches context.DeadlineExceeded only.
+func TestDeadlineKinds(t *testing.T) {
+	ts := startServer(t, oneTable(table.Options{Name: "t", RateLimiter: ratelimit.Must(ratelimit.MinSize(1))}))
+	c := dial(t, ts.addr)
+
+	s, err := c.NewSampler("t", WithRateLimiterTimeout(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Next(context.Background())
+	s.Close()
+	if !errors.Is(err, ErrRateLimiterTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("limiter timeout: %v, want ErrRateLimiterTimeout and context.DeadlineExceeded", err)
+	}
+
+	s, err = c.NewSampler("t") // no limiter timeout: waits for the caller
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err = s.Next(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrRateLimiterTimeout) {
+		t.Errorf("caller's deadline: %v, want context.DeadlineExceeded and not ErrRateLimiterTimeout", err)
+	}
+
+	// A unary call whose deadline passes in gRPC itself.
+	ctx, cancel = context.WithTimeout(context.Background(), time.Nanosecond)
+	defer cancel()
+	<-ctx.Done()
+	err = c.Reset(ctx, "t")
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrRateLimiterTimeout) {
+		t.Errorf("unary call past its deadline: %v, want context.DeadlineExceeded only", err)
+	}
+}
