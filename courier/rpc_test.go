@@ -573,9 +573,16 @@ type batchService struct {
 	mu    sync.Mutex
 	sizes []int
 	gate  chan struct{} // if set, each batch waits for it
+	// entered, if set, is sent each batch's size (if it has room) as the
+	// batch starts, before it waits for the gate.
+	entered chan int
 }
 
 func (b *batchService) DoubleBatch(ctx context.Context, xs []int64, tags []string) ([]string, error) {
+	select {
+	case b.entered <- len(xs):
+	default:
+	}
 	if b.gate != nil {
 		select {
 		case <-b.gate:
@@ -647,19 +654,23 @@ func TestBatching(t *testing.T) {
 }
 
 func TestBatchingCallerCancellation(t *testing.T) {
-	bs := &batchService{gate: make(chan struct{})}
-	_, addr := serve(t, bs, courier.WithBatching("Double", "DoubleBatch", 4, 10*time.Millisecond))
+	bs := &batchService{gate: make(chan struct{}), entered: make(chan int, 8)}
+	var calls callCounter
+	_, addr := serve(t, bs, courier.WithBatching("Double", "DoubleBatch", 4, 10*time.Millisecond),
+		courier.WithGRPCServerOptions(grpc.ChainUnaryInterceptor(calls.intercept)))
 	c := dial(t, addr)
 
 	// The first batch blocks on the gate; later callers queue behind it.
 	first := courier.GoT[string](context.Background(), c, "Double", int64(1), "a")
-	time.Sleep(50 * time.Millisecond)
+	if n := <-bs.entered; n != 1 {
+		t.Fatalf("first batch has %d calls, want 1", n)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	queued := make([]*courier.Future[string], 10)
 	for i := range queued {
 		queued[i] = courier.GoT[string](ctx, c, "Double", int64(i), "q")
 	}
-	time.Sleep(50 * time.Millisecond)
+	calls.waitFor(t, 1+len(queued)) // every queued call reached the server
 	cancel()
 	for _, f := range queued {
 		select {
@@ -671,8 +682,9 @@ func TestBatchingCallerCancellation(t *testing.T) {
 		wantCode(t, err, codes.Canceled, "")
 	}
 	// The client gives up at once; the server learns of it when the stream
-	// reset arrives. Give it that time before the gatherer runs again.
-	time.Sleep(200 * time.Millisecond)
+	// reset arrives. Wait until every cancelled call has left the server
+	// before the gatherer runs again.
+	calls.waitFor(t, 1)
 	close(bs.gate)
 	if got, err := first.Result(context.Background()); err != nil || got != "a=2" {
 		t.Fatalf("first = %q, %v", got, err)
@@ -685,6 +697,52 @@ func TestBatchingCallerCancellation(t *testing.T) {
 	defer bs.mu.Unlock()
 	if total := sumInts(bs.sizes); total != 2 {
 		t.Fatalf("batches %v ran %d calls, want 2", bs.sizes, total)
+	}
+}
+
+// callCounter counts the unary RPCs a server is handling.
+type callCounter struct {
+	mu      sync.Mutex
+	n       int
+	changed chan struct{} // closed and replaced when n changes
+}
+
+func (c *callCounter) add(d int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n += d
+	if c.changed != nil {
+		close(c.changed)
+		c.changed = nil
+	}
+}
+
+func (c *callCounter) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	c.add(1)
+	defer c.add(-1)
+	return h(ctx, req)
+}
+
+// waitFor waits until the server is handling exactly n calls.
+func (c *callCounter) waitFor(t testing.TB, n int) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		c.mu.Lock()
+		got := c.n
+		if c.changed == nil {
+			c.changed = make(chan struct{})
+		}
+		ch := c.changed
+		c.mu.Unlock()
+		if got == n {
+			return
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			t.Fatalf("server handling %d calls after 10s, want %d", got, n)
+		}
 	}
 }
 
