@@ -307,10 +307,15 @@ func runMixed(ctx context.Context, cfg LoadConfig, inserters, samplers int) (in,
 	return insTotal.Load(), smpTotal.Load(), secs, err
 }
 
+// rawBatchBytes is the most item bytes in one raw message: the writer's
+// cap on the chunk data of one insert request.
+const rawBatchBytes = 4 << 20
+
 // runRaw measures plain gRPC streams carrying the same bytes: messages of
-// ItemsPerMessage items up, and the same down.
+// as many items as an insert request carries (ItemsPerMessage, or fewer
+// when they would exceed rawBatchBytes) up, and the same down.
 func runRaw(ctx context.Context, cfg LoadConfig, res Result) (Result, error) {
-	msgSize := cfg.ItemSize * cfg.ItemsPerMessage
+	msgSize := cfg.ItemSize * min(cfg.ItemsPerMessage, max(1, rawBatchBytes/cfg.ItemSize))
 	phase := func(up bool) (float64, error) {
 		clients := make([]*replay.Client, cfg.Clients)
 		for i := range clients {

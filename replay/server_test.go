@@ -829,3 +829,48 @@ func TestDeadlineKinds(t *testing.T) {
 		t.Errorf("unary call past its deadline: %v, want context.DeadlineExceeded only", err)
 	}
 }
+
+// TestDuplicateChunkInOneRequest: a chunk key sent twice in one request (or
+// again in a later one) is stored once.
+func TestDuplicateChunkInOneRequest(t *testing.T) {
+	ts := startServer(t, oneTable(table.Options{}))
+	c := dial(t, ts.addr)
+	st, err := c.rpc.Insert(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := encodeChunk(t, 1, 1, "x", tensor.Scalar(int64(1)))
+	item := func(key uint64) []insertItem {
+		return []insertItem{{table: "t", key: key, priority: 1, trajectory: whole(a)}}
+	}
+	for i, req := range []*insertMessage{
+		buildInsertMessage([]*table.Chunk{a, a}, nil, item(10), nil),
+		buildInsertMessage([]*table.Chunk{a}, nil, item(11), nil),
+	} {
+		if err := st.SendMsg(req); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Recv(); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if got := ts.srv.Chunks().Len(); got != 1 {
+		t.Fatalf("%d chunks stored, want 1", got)
+	}
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); !errors.Is(err, io.EOF) {
+		t.Fatalf("end of stream: %v", err)
+	}
+	// The stream's hold is gone; the two items hold the one chunk.
+	if got := ts.srv.Chunks().Len(); got != 1 {
+		t.Fatalf("after the stream ended: %d chunks stored, want 1", got)
+	}
+	if err := c.Reset(context.Background(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	if got := ts.srv.Chunks().Len(); got != 0 {
+		t.Fatalf("after reset: %d chunks stored, want 0", got)
+	}
+}

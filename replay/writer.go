@@ -131,12 +131,17 @@ func ParseCompression(name string) (Compression, error) {
 // behind them are batched.
 const maxUnackedMsgs = 4
 
+// maxBatchBytes is the chunk data after which a request takes no more
+// items: beyond a few megabytes, bigger messages amortise nothing more and
+// only hold more memory in flight.
+const maxBatchBytes = 4 << 20
+
 // Defaults for WriterOptions.
 const (
 	DefaultChunkLength      = 1
 	DefaultHistoryLength    = 128
 	DefaultMaxInFlightItems = 1024
-	DefaultItemsPerMessage  = 64
+	DefaultItemsPerMessage  = 256
 )
 
 // Reconnection backoff of a Writer.
@@ -162,8 +167,12 @@ type WriterOptions struct {
 	// ItemsPerMessage caps the items sent in one insert request. Items are
 	// sent as soon as the stream can take a request, so under light load
 	// each goes alone (lowest latency); when the stream is busy, queued
-	// items are batched up to this many, or up to half the client's maximum
-	// message size of chunk data, whichever comes first. Default 64.
+	// items are batched up to this many, or up to 4 MiB (at most half the
+	// client's maximum message size) of chunk data, whichever comes first. Default 256: a
+	// message costs both ends a fixed amount of work (wake-ups, system
+	// calls, an acknowledgement), which small items only amortise over
+	// many per message; with the default MaxInFlightItems it lets the
+	// writer keep four full messages in flight.
 	ItemsPerMessage int
 	// Compression of the chunks. Default CompressionFastest.
 	Compression Compression
@@ -358,7 +367,7 @@ func (c *Client) NewWriter(opts WriterOptions) (*Writer, error) {
 		c:            c,
 		opts:         opts,
 		codec:        chunkcodec.Options{Level: compressionLevels[opts.Compression], DeltaEncode: opts.DeltaEncode},
-		batchBytes:   maxMsg / 2,
+		batchBytes:   min(maxMsg/2, maxBatchBytes),
 		maxItemBytes: maxMsg - maxMsg/8,
 		done:         make(chan struct{}),
 		kick:         make(chan struct{}, 1),

@@ -72,6 +72,29 @@ func (s *ChunkStore) Add(c *Chunk) *ChunkRef {
 	return r
 }
 
+// AddAll stores each chunk of cs as Add does and returns their first
+// references, in order. The references share one allocation, which the
+// garbage collector then traces as one object instead of one per chunk.
+func (s *ChunkStore) AddAll(cs []*Chunk) []*ChunkRef {
+	if len(cs) == 0 {
+		return nil
+	}
+	block := make([]ChunkRef, len(cs))
+	out := make([]*ChunkRef, len(cs))
+	var bytes int64
+	for i, c := range cs {
+		r := &block[i]
+		r.store, r.chunk = s, c
+		r.refs.Store(1)
+		c.ref = r
+		out[i] = r
+		bytes += int64(len(c.Data))
+	}
+	s.count.Add(int64(len(cs)))
+	s.bytes.Add(bytes)
+	return out
+}
+
 // Len returns the number of chunks stored.
 func (s *ChunkStore) Len() int64 { return s.count.Load() }
 

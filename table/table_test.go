@@ -679,3 +679,32 @@ func releaseRefs(refs []*ChunkRef) {
 		r.Release()
 	}
 }
+
+// TestChunkStoreAddAll: chunks added together are counted and released one
+// by one, like chunks added alone.
+func TestChunkStoreAddAll(t *testing.T) {
+	s := NewChunkStore()
+	if refs := s.AddAll(nil); refs != nil || s.Len() != 0 {
+		t.Fatalf("AddAll(nil) = %v, store %d", refs, s.Len())
+	}
+	cs := []*Chunk{{Key: 1, Length: 1, Data: make([]byte, 3)}, {Key: 2, Length: 1, Data: make([]byte, 5)}}
+	refs := s.AddAll(cs)
+	if len(refs) != 2 || s.Len() != 2 || s.Bytes() != 8 {
+		t.Fatalf("after AddAll: %d refs, store %d chunks %d bytes", len(refs), s.Len(), s.Bytes())
+	}
+	for i, r := range refs {
+		if r.Chunk() != cs[i] || r.Key() != cs[i].Key || r.refCount() != 1 {
+			t.Fatalf("ref %d: chunk %v key %d refs %d", i, r.Chunk(), r.Key(), r.refCount())
+		}
+	}
+	refs[0].Acquire()
+	refs[0].Release()
+	refs[1].Release()
+	if s.Len() != 1 || s.Bytes() != 3 {
+		t.Fatalf("after releasing chunk 2: store %d chunks %d bytes", s.Len(), s.Bytes())
+	}
+	refs[0].Release()
+	if s.Len() != 0 || s.Bytes() != 0 {
+		t.Fatalf("after releasing both: store %d chunks %d bytes", s.Len(), s.Bytes())
+	}
+}

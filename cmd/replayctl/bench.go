@@ -25,7 +25,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	bindGlobalFlags(fs, &g)
 	mode := fs.String("mode", bench.ModeInsert, "load `mode`: insert, sample, mixed or raw")
 	itemSize := fs.Int("item-size", 1024, "item payload in `bytes` (random float32 values)")
-	perMsg := fs.Int("items-per-message", 64, "items per insert message (and per raw message)")
+	perMsg := fs.Int("items-per-message", replay.DefaultItemsPerMessage, "items per insert message (and per raw message)")
 	clients := fs.Int("clients", 1, "concurrent writers/samplers, each on its own connection")
 	duration := fs.Duration("duration", 5*time.Second, "length of the measured phase")
 	table := fs.String("table", "default", "table to insert into and sample from")
