@@ -332,4 +332,8 @@ func launchMP(t *testing.T, tp params, opts ...launch.Option) (string, time.Dura
 	return out.String(), d, err
 }
 
+// killingNodes is what the launcher logs when the grace period is over and
+// it kills (or abandons) the nodes still running.
+const killingNodes = "killing the nodes still running"
+
 func idOf(label string, i int) program.NodeID { return program.ID(label, i) }

@@ -31,7 +31,7 @@ func TestLocalMP_CleanStop(t *testing.T) {
 
 func TestLocalMP_CrashStopsProgram(t *testing.T) {
 	t.Parallel()
-	_, d, err := launchMP(t, params{Kind: "crash", N: 2, Dir: t.TempDir()})
+	out, _, err := launchMP(t, params{Kind: "crash", N: 2, Dir: t.TempDir()})
 	var ne *launch.NodeError
 	if !errors.As(err, &ne) {
 		t.Fatalf("Launch = %v, want a *NodeError", err)
@@ -48,8 +48,10 @@ func TestLocalMP_CrashStopsProgram(t *testing.T) {
 			t.Errorf("error message lacks %q:\n%s", want, msg)
 		}
 	}
-	if d > 5*time.Second {
-		t.Errorf("Launch took %v: the other nodes did not stop promptly", d)
+	// The other nodes stopped when asked: none had to be killed once the
+	// grace period was over.
+	if strings.Contains(out, killingNodes) {
+		t.Errorf("the other nodes did not stop within the grace period")
 	}
 }
 

@@ -199,8 +199,8 @@ func TestSignalStopsProgram(t *testing.T) {
 			if code != 1 || !strings.Contains(out, "launch: interrupted by signal terminated") {
 				t.Fatalf("launcher: exit status %d, want 1 and an interrupted error", code)
 			}
-			if d := time.Since(start); d > 5*time.Second {
-				t.Errorf("stopping took %v, want well under the grace period", d)
+			if strings.Contains(out, killingNodes) {
+				t.Errorf("nodes were killed after the grace period: the signal did not stop them")
 			}
 		})
 	}
