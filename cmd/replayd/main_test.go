@@ -410,13 +410,14 @@ func TestReplaydBinaryShutdownWithWaitingSampler(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	start := time.Now()
 	p.Signal(t, syscall.SIGINT)
 	if code := p.Wait(t, 10*time.Second); code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", code, p.Output.String())
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("shutdown took %v with a waiting sampler", d)
+	// The sampler's stream ended with the shutdown: connections were not
+	// left open until the (30 s) grace period ran out and were cut.
+	if out := p.Output.String(); strings.Contains(out, "grace period over") {
+		t.Errorf("shutdown waited out the grace period with a waiting sampler; stderr:\n%s", out)
 	}
 }
 
