@@ -28,9 +28,9 @@ func newMetrics(names []string) *metrics {
 	return m
 }
 
-func (m *metrics) inserted(table string) {
-	if t := m.tables[table]; t != nil {
-		t.inserts.Add(1)
+func (m *metrics) inserted(table string, n int) {
+	if t := m.tables[table]; t != nil && n > 0 {
+		t.inserts.Add(int64(n))
 	}
 }
 

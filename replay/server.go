@@ -448,12 +448,22 @@ func (s *Server) insertRequest(ctx context.Context, req *insertRequest, pending 
 		}
 		tables[i] = t
 	}
-	for i := range items {
-		if err := tables[i].Insert(ctx, items[i]); err != nil {
+	// Consecutive items of one table go in as one batch.
+	for i := 0; i < len(items); {
+		t := tables[i]
+		j := i + 1
+		for j < len(items) && tables[j] == t {
+			j++
+		}
+		n, err := t.InsertBatch(ctx, items[i:j])
+		s.metrics.inserted(t.Name(), n)
+		for _, it := range items[i : i+n] {
+			acked = append(acked, it.Key)
+		}
+		if err != nil {
 			return acked, err
 		}
-		s.metrics.inserted(tables[i].Name())
-		acked = append(acked, items[i].Key)
+		i = j
 	}
 	for _, k := range req.release {
 		if r, ok := pending.refs[k]; ok {

@@ -34,6 +34,19 @@ type Chunk struct {
 	Data []byte
 
 	ref *ChunkRef // set by ChunkStore.Add: the store entry holding this chunk
+	// self holds the chunk itself (set by ChunkStore.Add): the chunk list of
+	// an item made of this one chunk, which thus needs no allocation of its
+	// own (and no object for the garbage collector to trace per item).
+	self [1]*Chunk
+}
+
+// list returns the chunk list holding just c: its self list once added to
+// a store, a new one otherwise. Lists are shared read-only.
+func (c *Chunk) list() []*Chunk {
+	if c.self[0] == c {
+		return c.self[:]
+	}
+	return []*Chunk{c}
 }
 
 // ChunkStore accounts for the chunks shared by items of any number of
@@ -66,6 +79,7 @@ type ChunkRef struct {
 func (s *ChunkStore) Add(c *Chunk) *ChunkRef {
 	r := &ChunkRef{store: s, chunk: c}
 	c.ref = r
+	c.self[0] = c
 	r.refs.Store(1)
 	s.count.Add(1)
 	s.bytes.Add(int64(len(c.Data)))
@@ -87,6 +101,7 @@ func (s *ChunkStore) AddAll(cs []*Chunk) []*ChunkRef {
 		r.store, r.chunk = s, c
 		r.refs.Store(1)
 		c.ref = r
+		c.self[0] = c
 		out[i] = r
 		bytes += int64(len(c.Data))
 	}

@@ -708,3 +708,110 @@ func TestChunkStoreAddAll(t *testing.T) {
 		t.Fatalf("after releasing both: store %d chunks %d bytes", s.Len(), s.Bytes())
 	}
 }
+
+func TestInsertBatch(t *testing.T) {
+	ctx := context.Background()
+	items := func(f *fixture, keys ...uint64) []Item {
+		out := make([]Item, len(keys))
+		for i, k := range keys {
+			out[i] = f.item(k, float64(k))
+		}
+		return out
+	}
+	release := func(its []Item) {
+		for _, it := range its {
+			releaseRefs(it.Chunks)
+		}
+	}
+
+	t.Run("all in, existing keys updated", func(t *testing.T) {
+		f := newFixture(t)
+		tb := newTable(t, f, Options{})
+		f.insert(tb, 2, 1)
+		its := items(f, 1, 2, 3)
+		defer release(its)
+		if n, err := tb.InsertBatch(ctx, its); n != 3 || err != nil {
+			t.Fatalf("InsertBatch = %d, %v", n, err)
+		}
+		if info := tb.Info(); info.Size != 3 || info.Limiter.Inserts != 3 {
+			t.Fatalf("size %d inserts %d, want 3 and 3", info.Size, info.Limiter.Inserts)
+		}
+		got, err := tb.SampleUpTo(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range got {
+			if s.Info.Key == 2 && s.Info.Priority != 2 {
+				t.Errorf("re-inserted key 2 has priority %v, want 2", s.Info.Priority)
+			}
+		}
+	})
+
+	t.Run("a malformed item inserts nothing", func(t *testing.T) {
+		f := newFixture(t)
+		tb := newTable(t, f, Options{})
+		its := items(f, 1, 2, 3)
+		defer release(its)
+		its[2].Priority = math.NaN()
+		if n, err := tb.InsertBatch(ctx, its); n != 0 || !errors.Is(err, ErrInvalidPriority) {
+			t.Fatalf("InsertBatch = %d, %v; want 0, ErrInvalidPriority", n, err)
+		}
+		if tb.Size() != 0 {
+			t.Fatalf("size %d after a rejected batch", tb.Size())
+		}
+	})
+
+	t.Run("stops where the limiter times out", func(t *testing.T) {
+		f := newFixture(t)
+		tb := newTable(t, f, Options{RateLimiter: ratelimit.Must(ratelimit.Queue(2))})
+		its := items(f, 1, 2, 3, 4)
+		defer release(its)
+		short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+		defer cancel()
+		if n, err := tb.InsertBatch(short, its); n != 2 || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("InsertBatch = %d, %v; want 2, DeadlineExceeded", n, err)
+		}
+		if tb.Size() != 2 {
+			t.Fatalf("size %d, want 2", tb.Size())
+		}
+	})
+
+	// A batch that must wait mid-way lets waiters see what it inserted
+	// first: a sampler waiting for items takes them, which lets the batch
+	// go on. Without that the two would wait for each other.
+	t.Run("waits without starving waiters", func(t *testing.T) {
+		f := newFixture(t)
+		tb := newTable(t, f, Options{RateLimiter: ratelimit.Must(ratelimit.Queue(2))})
+		its := items(f, 1, 2, 3, 4, 5, 6)
+		defer release(its)
+		sampled := make(chan error, 1)
+		go func() {
+			for range len(its) {
+				if _, err := tb.Sample(ctx, 1); err != nil {
+					sampled <- err
+					return
+				}
+			}
+			sampled <- nil
+		}()
+		deadline, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if n, err := tb.InsertBatch(deadline, its); n != len(its) || err != nil {
+			t.Fatalf("InsertBatch = %d, %v", n, err)
+		}
+		if err := <-sampled; err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("closed table", func(t *testing.T) {
+		f := newFixture(t)
+		tb := newTable(t, f, Options{})
+		its := items(f, 1)
+		defer release(its)
+		tb.Close()
+		if n, err := tb.InsertBatch(ctx, its); n != 0 || !errors.Is(err, ErrClosed) {
+			t.Fatalf("InsertBatch = %d, %v; want 0, ErrClosed", n, err)
+		}
+	})
+}

@@ -143,3 +143,28 @@ func TestKeyIndexEmpty(t *testing.T) {
 		t.Fatalf("get(0) = %d, %v", v, ok)
 	}
 }
+
+// TestTouchChangesNothing: Touch only reads, for any key, in any kind of
+// index.
+func TestTouchChangesNothing(t *testing.T) {
+	for _, x := range []Index{New(), NewDense()} {
+		x.Touch(3) // empty
+		for k := range uint64(100) {
+			x.Insert(k, int32(k))
+		}
+		for k := range uint64(300) {
+			x.Touch(k)
+		}
+		if x.Len() != 100 {
+			t.Fatalf("len %d after Touch, want 100", x.Len())
+		}
+		for k := range uint64(100) {
+			if pos, ok := x.Get(k); !ok || pos != int32(k) {
+				t.Fatalf("key %d: %d %v after Touch", k, pos, ok)
+			}
+		}
+		if _, ok := x.Get(200); ok {
+			t.Fatal("Touch added a key")
+		}
+	}
+}
