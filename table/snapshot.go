@@ -50,9 +50,14 @@ func (t *Table) Snapshot() (*Snapshot, error) {
 // table's lock (taken in name order, so concurrent calls cannot deadlock)
 // while it copies their item metadata, so no insert, sample or eviction
 // lands between two of the snapshots. The snapshots are returned in the
-// order of the arguments.
+// order of the arguments; a table passed twice is snapshotted twice.
 func SnapshotAll(tables ...*Table) ([]*Snapshot, error) {
-	order := slices.Clone(tables)
+	order := make([]*Table, 0, len(tables)) // each table once: it is locked once
+	for _, t := range tables {
+		if !slices.Contains(order, t) {
+			order = append(order, t)
+		}
+	}
 	slices.SortFunc(order, func(a, b *Table) int { return cmp.Compare(a.opts.Name, b.opts.Name) })
 	for i, t := range order {
 		t.mu.Lock()

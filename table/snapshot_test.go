@@ -192,3 +192,26 @@ func TestSnapshotAllIsOneInstant(t *testing.T) {
 	}
 	a.mu.Unlock()
 }
+
+// TestSnapshotAllSameTableTwice: a table passed twice is locked once (not a
+// self-deadlock) and snapshotted twice.
+func TestSnapshotAllSameTableTwice(t *testing.T) {
+	f := newFixture(t)
+	tb := newTable(t, f, Options{})
+	f.insert(tb, 1, 1)
+	done := make(chan struct{})
+	var snaps []*Snapshot
+	var err error
+	go func() {
+		defer close(done)
+		snaps, err = SnapshotAll(tb, tb)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("SnapshotAll(t, t) deadlocked")
+	}
+	if err != nil || len(snaps) != 2 || len(snaps[0].Items) != 1 || len(snaps[1].Items) != 1 {
+		t.Fatalf("SnapshotAll(t, t) = %v, %v", snaps, err)
+	}
+}
