@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/recall-rl/recall/ratelimit"
 	"github.com/recall-rl/recall/sampler"
