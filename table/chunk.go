@@ -34,19 +34,6 @@ type Chunk struct {
 	Data []byte
 
 	ref *ChunkRef // set by ChunkStore.Add: the store entry holding this chunk
-	// self holds the chunk itself (set by ChunkStore.Add): the chunk list of
-	// an item made of this one chunk, which thus needs no allocation of its
-	// own (and no object for the garbage collector to trace per item).
-	self [1]*Chunk
-}
-
-// list returns the chunk list holding just c: its self list once added to
-// a store, a new one otherwise. Lists are shared read-only.
-func (c *Chunk) list() []*Chunk {
-	if c.self[0] == c {
-		return c.self[:]
-	}
-	return []*Chunk{c}
 }
 
 // ChunkStore accounts for the chunks shared by items of any number of
@@ -69,7 +56,10 @@ func NewChunkStore() *ChunkStore { return &ChunkStore{} }
 // exactly once.
 type ChunkRef struct {
 	store *ChunkStore
-	chunk *Chunk
+	// chunk holds the chunk; as an array it doubles as the chunk list of an
+	// item made of this one chunk, which thus needs no allocation of its own
+	// (and no object for the garbage collector to trace per item).
+	chunk [1]*Chunk
 	refs  atomic.Int64
 }
 
@@ -77,9 +67,8 @@ type ChunkRef struct {
 // once; share it by passing the reference (Acquire) rather than adding the
 // same *Chunk again.
 func (s *ChunkStore) Add(c *Chunk) *ChunkRef {
-	r := &ChunkRef{store: s, chunk: c}
+	r := &ChunkRef{store: s, chunk: [1]*Chunk{c}}
 	c.ref = r
-	c.self[0] = c
 	r.refs.Store(1)
 	s.count.Add(1)
 	s.bytes.Add(int64(len(c.Data)))
@@ -98,10 +87,9 @@ func (s *ChunkStore) AddAll(cs []*Chunk) []*ChunkRef {
 	var bytes int64
 	for i, c := range cs {
 		r := &block[i]
-		r.store, r.chunk = s, c
+		r.store, r.chunk[0] = s, c
 		r.refs.Store(1)
 		c.ref = r
-		c.self[0] = c
 		out[i] = r
 		bytes += int64(len(c.Data))
 	}
@@ -118,15 +106,15 @@ func (s *ChunkStore) Bytes() int64 { return s.bytes.Load() }
 
 // Chunk returns the referenced chunk. It stays valid (it is immutable and
 // garbage collected) even after the reference is released.
-func (r *ChunkRef) Chunk() *Chunk { return r.chunk }
+func (r *ChunkRef) Chunk() *Chunk { return r.chunk[0] }
 
 // Key returns the chunk's key.
-func (r *ChunkRef) Key() uint64 { return r.chunk.Key }
+func (r *ChunkRef) Key() uint64 { return r.chunk[0].Key }
 
 // Acquire takes one more reference.
 func (r *ChunkRef) Acquire() {
 	if r.refs.Add(1) <= 1 {
-		panic(fmt.Sprintf("table: Acquire of released chunk %d", r.chunk.Key))
+		panic(fmt.Sprintf("table: Acquire of released chunk %d", r.chunk[0].Key))
 	}
 }
 
@@ -137,8 +125,8 @@ func (r *ChunkRef) Release() {
 	case n > 0:
 		return
 	case n < 0:
-		panic(fmt.Sprintf("table: chunk %d released more times than referenced", r.chunk.Key))
+		panic(fmt.Sprintf("table: chunk %d released more times than referenced", r.chunk[0].Key))
 	}
 	r.store.count.Add(-1)
-	r.store.bytes.Add(-int64(len(r.chunk.Data)))
+	r.store.bytes.Add(-int64(len(r.chunk[0].Data)))
 }

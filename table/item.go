@@ -99,8 +99,8 @@ func validateItem(it *Item, sig *Signature) error {
 	}
 	find := func(key uint64) *Chunk {
 		for _, r := range it.Chunks {
-			if r.chunk.Key == key {
-				return r.chunk
+			if r.chunk[0].Key == key {
+				return r.chunk[0]
 			}
 		}
 		return nil
@@ -137,8 +137,8 @@ func validateItem(it *Item, sig *Signature) error {
 	}
 	for i, r := range it.Chunks {
 		for _, q := range it.Chunks[:i] {
-			if q.chunk.Key == r.chunk.Key {
-				return fmt.Errorf("%w: item %d lists chunk %d twice", ErrInvalidItem, it.Key, r.chunk.Key)
+			if q.chunk[0].Key == r.chunk[0].Key {
+				return fmt.Errorf("%w: item %d lists chunk %d twice", ErrInvalidItem, it.Key, r.chunk[0].Key)
 			}
 		}
 	}

@@ -209,16 +209,16 @@ func (t *Table) insertLocked(it *Item) error {
 	// allocation), others get a new one.
 	var chunks []*Chunk
 	if len(it.Chunks) == 1 {
-		chunks = it.Chunks[0].chunk.list()
+		chunks = it.Chunks[0].chunk[:]
 	} else {
 		chunks = make([]*Chunk, len(it.Chunks))
 		for i, r := range it.Chunks {
-			chunks[i] = r.chunk
+			chunks[i] = r.chunk[0]
 		}
 	}
 	for _, r := range it.Chunks {
 		r.Acquire()
-		t.mu.episodes[r.chunk.EpisodeID]++
+		t.mu.episodes[r.chunk[0].EpisodeID]++
 	}
 	*t.mu.slab.at(slot) = item{
 		key:        it.Key,

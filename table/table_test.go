@@ -250,19 +250,19 @@ func TestBadItems(t *testing.T) {
 		}, ErrInvalidItem},
 		{"signature columns", func(it *Item) { it.Trajectory = append(it.Trajectory, it.Trajectory[0]) }, ErrSignatureMismatch},
 		{"signature dtype", func(it *Item) {
-			c := *it.Chunks[0].chunk
+			c := *it.Chunks[0].chunk[0]
 			c.Key, c.Columns = 51, []ColumnSpec{{DType: tensor.Int8, Shape: []int{3}}}
 			it.Chunks = []*ChunkRef{f.store.Add(&c)}
 			it.Trajectory[0].Slices[0].ChunkKey = 51
 		}, ErrSignatureMismatch},
 		{"signature rank", func(it *Item) {
-			c := *it.Chunks[0].chunk
+			c := *it.Chunks[0].chunk[0]
 			c.Key, c.Columns = 52, []ColumnSpec{{DType: tensor.Float32, Shape: []int{3, 1}}}
 			it.Chunks = []*ChunkRef{f.store.Add(&c)}
 			it.Trajectory[0].Slices[0].ChunkKey = 52
 		}, ErrSignatureMismatch},
 		{"signature undescribed chunk", func(it *Item) {
-			c := *it.Chunks[0].chunk
+			c := *it.Chunks[0].chunk[0]
 			c.Key, c.Columns = 53, nil
 			it.Chunks = []*ChunkRef{f.store.Add(&c)}
 			it.Trajectory[0].Slices[0].ChunkKey = 53
