@@ -77,7 +77,7 @@ func newFlagSet(stderr io.Writer, o *options) *flag.FlagSet {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long RPCs may take to finish before connections are cut")
-	fs.IntVar(&o.gcHeadroomMiB, "gc-headroom", 128, "let the heap grow about this many `MiB` past the live data before collecting (between 10% and 100% of it), so RSS stays near the data held; 0 or $GOGC: Go's default")
+	fs.IntVar(&o.gcHeadroomMiB, "gc-headroom", 128, "let the heap grow about this many `MiB` past the live data before collecting (between 10% and 100% of it), so RSS stays near the data held; up to 4x more while collecting takes over 15% of the CPU; 0 or $GOGC: Go's default")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	bindCheckpointFlags(fs, &o.ckpt)
 	fs.Usage = func() {

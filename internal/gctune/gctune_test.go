@@ -59,3 +59,25 @@ func currentPercent() int {
 	metrics.Read(s)
 	return int(s[0].Value.Uint64())
 }
+
+func TestNextHeadroom(t *testing.T) {
+	const base = 128
+	tests := []struct {
+		cur     uint64
+		gcShare float64
+		want    uint64
+	}{
+		{base, 0.30, 2 * base},             // expensive: grow
+		{2 * base, 0.30, 4 * base},         // and again
+		{4 * base, 0.50, MaxGrowth * base}, // capped
+		{4 * base, 0.10, 4 * base},         // in between: keep
+		{4 * base, 0.05, 2 * base},         // cheap: shrink back
+		{base, 0.01, base},                 // never below the base
+		{base, 0.10, base},
+	}
+	for _, tt := range tests {
+		if got := nextHeadroom(tt.cur, base, tt.gcShare); got != tt.want {
+			t.Errorf("nextHeadroom(%d, %d, %.2f) = %d, want %d", tt.cur, base, tt.gcShare, got, tt.want)
+		}
+	}
+}
