@@ -39,7 +39,7 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 		return mem.BufferSlice{mem.SliceBuffer(m.FinishedBytes())}, nil
 	case rawMessage:
 		return mem.BufferSlice{mem.SliceBuffer(m)}, nil
-	case *insertMessage:
+	case *outOfLineMessage:
 		data := m.fb.b.FinishedBytes()
 		out := make(mem.BufferSlice, 1, 1+len(m.payloads))
 		out[0] = mem.NewBuffer(&data, m.fb)
@@ -95,14 +95,23 @@ func materialize(data mem.BufferSlice) []byte {
 // tests use it to send arbitrary bytes).
 type rawMessage []byte
 
-// insertMessage is an insert request with out-of-line chunk payloads (see
-// buildInsertMessage): the FlatBuffer, then the payloads in order. The
-// payloads must not change until gRPC has written them; chunk data never
-// changes once encoded.
-type insertMessage struct {
+// outOfLineMessage is a message with out-of-line chunk payloads (an insert
+// request or a sample response): the FlatBuffer, then the payloads in
+// order, which make up its payload region. The payloads must not change
+// until gRPC has written them; chunk data never changes once encoded.
+type outOfLineMessage struct {
 	fb       *pooledBuilder
 	payloads [][]byte
 	bufs     []*chunkBuf // per payload: its recycled buffer, or nil
+}
+
+// size returns the message's size in bytes.
+func (m *outOfLineMessage) size() int {
+	n := len(m.fb.b.FinishedBytes())
+	for _, p := range m.payloads {
+		n += len(p)
+	}
+	return n
 }
 
 // messageBytes returns the buffer a received message was decoded from.

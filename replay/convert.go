@@ -194,19 +194,11 @@ func parseInsertRequest(buf []byte) (req insertRequest, err error) {
 	if err := rootOK(buf); err != nil {
 		return req, err
 	}
-	w := wire.GetRootAsInsertRequest(buf, 0)
-	// The payload region follows the FlatBuffer; the FlatBuffer's offsets
-	// are checked against the FlatBuffer alone.
-	ps := w.PayloadSize()
-	if ps > uint64(len(buf)) {
-		return req, fmt.Errorf("%w: payload region of %d bytes in a message of %d", errMalformed, ps, len(buf))
-	}
-	region := buf[uint64(len(buf))-ps:]
-	buf = buf[:uint64(len(buf))-ps]
-	if err := rootOK(buf); err != nil {
+	buf, region, err := splitPayloadRegion(buf, wire.GetRootAsInsertRequest(buf, 0).PayloadSize())
+	if err != nil {
 		return req, err
 	}
-	w = wire.GetRootAsInsertRequest(buf, 0)
+	w := wire.GetRootAsInsertRequest(buf, 0)
 	n := w.ChunksLength()
 	if err := checkLen(buf, n, 4, "chunks"); err != nil {
 		return req, err
@@ -252,6 +244,20 @@ func parseInsertRequest(buf []byte) (req insertRequest, err error) {
 		req.release[i] = w.ReleaseChunkKeys(i)
 	}
 	return req, nil
+}
+
+// splitPayloadRegion splits a message into its FlatBuffer and the payload
+// region of size bytes that follows it. The FlatBuffer's offsets are then
+// checked against the FlatBuffer alone.
+func splitPayloadRegion(buf []byte, size uint64) (fb, region []byte, err error) {
+	if size > uint64(len(buf)) {
+		return nil, nil, fmt.Errorf("%w: payload region of %d bytes in a message of %d", errMalformed, size, len(buf))
+	}
+	fb, region = buf[:uint64(len(buf))-size], buf[uint64(len(buf))-size:]
+	if err := rootOK(fb); err != nil {
+		return nil, nil, err
+	}
+	return fb, region, nil
 }
 
 // outOfLinePayload points c.Data at its bytes in the payload region if the
@@ -604,8 +610,8 @@ func buildInsertRequest(chunks []*table.Chunk, items []insertItem, release []uin
 // bufs, if not nil, has an entry per chunk: the recycled buffer holding its
 // payload, or nil. The message holds one hold on each buffer, released as
 // gRPC frees the payload after writing it.
-func buildInsertMessage(chunks []*table.Chunk, bufs []*chunkBuf, items []insertItem, release []uint64) *insertMessage {
-	m := &insertMessage{fb: getBuilder(), payloads: make([][]byte, len(chunks)), bufs: bufs}
+func buildInsertMessage(chunks []*table.Chunk, bufs []*chunkBuf, items []insertItem, release []uint64) *outOfLineMessage {
+	m := &outOfLineMessage{fb: getBuilder(), payloads: make([][]byte, len(chunks)), bufs: bufs}
 	buildInsert(m.fb.b, chunks, items, release, true)
 	for i, c := range chunks {
 		m.payloads[i] = c.Data

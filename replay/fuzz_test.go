@@ -29,7 +29,7 @@ func FuzzParseInsertRequest(f *testing.F) {
 	f.Add(buildInsertRequest(nil, nil, nil).FinishedBytes())
 	empty := seedChunk()
 	empty.Data = nil
-	f.Add(insertMessageBytes(f, buildInsertMessage([]*table.Chunk{c, empty, seedChunk()}, nil, items, nil)))
+	f.Add(outOfLineBytes(f, buildInsertMessage([]*table.Chunk{c, empty, seedChunk()}, nil, items, nil)))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		req, err := parseInsertRequest(b)
@@ -38,7 +38,7 @@ func FuzzParseInsertRequest(f *testing.F) {
 		}
 		for _, enc := range [][]byte{
 			buildInsertRequest(req.chunks, req.items, req.release).FinishedBytes(),
-			insertMessageBytes(t, buildInsertMessage(req.chunks, nil, req.items, req.release)),
+			outOfLineBytes(t, buildInsertMessage(req.chunks, nil, req.items, req.release)),
 		} {
 			again, err := parseInsertRequest(enc)
 			if err != nil || len(again.items) != len(req.items) || len(again.chunks) != len(req.chunks) {
@@ -88,6 +88,8 @@ func FuzzDecodeSampleResponse(f *testing.F) {
 		Trajectory: []table.TrajectoryColumn{{Slices: []table.ChunkSlice{{ChunkKey: 7, Length: 2}}}}, Chunks: []*table.Chunk{c}}
 	f.Add(buildSampleResponse([]table.Sampled{s, s}).FinishedBytes())
 	f.Add(buildSampleResponse(mixedSamples(f)).FinishedBytes())
+	f.Add(sampleResponseBytes(f, []table.Sampled{s, s}))
+	f.Add(sampleResponseBytes(f, mixedSamples(f)))
 	var reused responseDecoder
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := reused.decode(b)

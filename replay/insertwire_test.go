@@ -12,9 +12,9 @@ import (
 	"github.com/recall-rl/recall/table"
 )
 
-// insertMessageBytes is what the server receives for m: the FlatBuffer
+// outOfLineBytes is what the receiver gets for m: the FlatBuffer
 // followed by the payloads.
-func insertMessageBytes(t testing.TB, m *insertMessage) []byte {
+func outOfLineBytes(t testing.TB, m *outOfLineMessage) []byte {
 	t.Helper()
 	bs, err := codec{}.Marshal(m)
 	if err != nil {
@@ -36,7 +36,7 @@ func TestInsertMessageOutOfLinePayloads(t *testing.T) {
 		{Slices: []table.ChunkSlice{{ChunkKey: 1, Length: 1}, {ChunkKey: 3, Length: 1}}},
 		{Slices: []table.ChunkSlice{{ChunkKey: 2, Length: 1}}, Squeeze: true},
 	}}}
-	msg := insertMessageBytes(t, buildInsertMessage(chunks, nil, items, []uint64{4}))
+	msg := outOfLineBytes(t, buildInsertMessage(chunks, nil, items, []uint64{4}))
 	inline := buildInsertRequest(chunks, items, []uint64{4}).FinishedBytes()
 	cloned := make([]*table.Chunk, len(chunks))
 	for i, c := range chunks {

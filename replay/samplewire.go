@@ -26,11 +26,15 @@ type sampleResponseWriter struct {
 	itemOffs  []flatbuffers.UOffsetT
 	colOffs   []flatbuffers.UOffsetT
 	seen      keySet
+	// allOutOfLine makes buildOutOfLine leave every payload out of line,
+	// however small (tests).
+	allOutOfLine bool
 }
 
 // sampleResponseSize is an upper estimate of the size of the response
-// holding samples: a builder of this size never grows while building it.
-func sampleResponseSize(samples []table.Sampled) int {
+// holding samples, with all chunk payloads inline or only those smaller
+// than minOutOfLine: a builder of this size never grows while building it.
+func sampleResponseSize(samples []table.Sampled, inline bool) int {
 	size := 256 + 8*len(samples)
 	for i := range samples {
 		s := &samples[i]
@@ -42,19 +46,40 @@ func sampleResponseSize(samples []table.Sampled) int {
 		}
 		for _, c := range s.Chunks {
 			// Chunk table and vtable, data vector header and padding.
-			size += len(c.Data) + 80
+			size += 80
+			if inline || len(c.Data) < minOutOfLine { // an overestimate with allOutOfLine
+				size += len(c.Data)
+			}
 		}
 	}
 	return size
 }
 
 // build writes a response holding samples and, once each, the chunks they
-// use into b, a reset builder, and returns the chunk payload bytes of the
-// samples (a chunk counted once per sample using it). Chunks go out
-// without their column specs: the chunk data describes its own columns,
-// and clients read them from there.
+// use into b, a reset builder, with the chunk payloads inline, and returns
+// the chunk payload bytes of the samples (a chunk counted once per sample
+// using it). Chunks go out without their column specs: the chunk data
+// describes its own columns, and clients read them from there.
 func (w *sampleResponseWriter) build(b *flatbuffers.Builder, samples []table.Sampled) (payload int) {
-	if need := sampleResponseSize(samples); len(b.Bytes) < need {
+	_, payload = w.write(b, samples, false, nil)
+	return payload
+}
+
+// minOutOfLine is the smallest chunk payload buildOutOfLine leaves out of
+// line: gRPC handles each buffer of a message separately, which for small
+// payloads costs more than copying them.
+const minOutOfLine = 4 << 10
+
+// buildOutOfLine is build with the chunk payloads of at least minOutOfLine
+// bytes out of line: they are appended to payloads, in the order of the
+// response's payload region, for the caller to send after the FlatBuffer
+// (see outOfLineMessage), instead of being copied into b.
+func (w *sampleResponseWriter) buildOutOfLine(b *flatbuffers.Builder, samples []table.Sampled, payloads [][]byte) (_ [][]byte, payload int) {
+	return w.write(b, samples, true, payloads)
+}
+
+func (w *sampleResponseWriter) write(b *flatbuffers.Builder, samples []table.Sampled, outOfLine bool, payloads [][]byte) (_ [][]byte, payload int) {
+	if need := sampleResponseSize(samples, !outOfLine); len(b.Bytes) < need {
 		// Grow once, before writing, instead of doubling (and copying)
 		// on the way.
 		b.Bytes = make([]byte, need)
@@ -66,12 +91,20 @@ func (w *sampleResponseWriter) build(b *flatbuffers.Builder, samples []table.Sam
 	}
 	w.seen.reset(nrefs)
 	w.chunkOffs = w.chunkOffs[:0]
+	var region int64
 	for i := range samples {
 		for _, c := range samples[i].Chunks {
 			payload += len(c.Data)
-			if w.seen.add(c.Key) {
-				w.chunkOffs = append(w.chunkOffs, buildChunk(b, c, 0, -1))
+			if !w.seen.add(c.Key) {
+				continue
 			}
+			at := int64(-1)
+			if outOfLine && (len(c.Data) >= minOutOfLine || w.allOutOfLine) {
+				at = region
+				region += int64(len(c.Data))
+				payloads = append(payloads, c.Data)
+			}
+			w.chunkOffs = append(w.chunkOffs, buildChunk(b, c, 0, at))
 		}
 	}
 	chunks := endOffsetVector(b, w.chunkOffs)
@@ -104,8 +137,11 @@ func (w *sampleResponseWriter) build(b *flatbuffers.Builder, samples []table.Sam
 	wire.SampleResponseStart(b)
 	wire.SampleResponseAddSamples(b, items)
 	wire.SampleResponseAddChunks(b, chunks)
+	if region > 0 {
+		wire.SampleResponseAddPayloadSize(b, uint64(region))
+	}
 	b.Finish(wire.SampleResponseEnd(b))
-	return payload
+	return payloads, payload
 }
 
 // keySet is a set of chunk keys that is emptied in constant time: an
@@ -218,6 +254,10 @@ func (d *responseDecoder) parse(buf []byte) (out []Sample, err error) {
 	if err := rootOK(buf); err != nil {
 		return nil, err
 	}
+	buf, region, err := splitPayloadRegion(buf, wire.GetRootAsSampleResponse(buf, 0).PayloadSize())
+	if err != nil {
+		return nil, err
+	}
 	w := wire.GetRootAsSampleResponse(buf, 0)
 	n := w.ChunksLength()
 	if err := checkLen(buf, n, 4, "chunks"); err != nil {
@@ -231,6 +271,9 @@ func (d *responseDecoder) parse(buf []byte) (out []Sample, err error) {
 		}
 		c, err := readChunk(&wc)
 		if err != nil {
+			return nil, err
+		}
+		if err := outOfLinePayload(&c, &wc, region); err != nil {
 			return nil, err
 		}
 		if i < cap(d.chunks) {

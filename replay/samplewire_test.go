@@ -17,12 +17,25 @@ import (
 	"github.com/recall-rl/recall/table"
 )
 
-// buildSampleResponse builds a response the way Server.Sample does.
+// buildSampleResponse builds a response with its chunk payloads inline.
 func buildSampleResponse(samples []table.Sampled) *flatbuffers.Builder {
-	b := flatbuffers.NewBuilder(sampleResponseSize(samples))
+	b := flatbuffers.NewBuilder(sampleResponseSize(samples, true))
 	var w sampleResponseWriter
 	w.build(b, samples)
 	return b
+}
+
+// sampleResponseBytes is a response as Server.Sample sends it, with every
+// chunk payload out of line however small, as the client receives it.
+func sampleResponseBytes(t testing.TB, samples []table.Sampled) []byte {
+	t.Helper()
+	m := &outOfLineMessage{fb: getBuilder()}
+	w := sampleResponseWriter{allOutOfLine: true}
+	m.payloads, _ = w.buildOutOfLine(m.fb.b, samples, nil)
+	if len(m.payloads) == 0 {
+		t.Fatal("no payload out of line")
+	}
+	return outOfLineBytes(t, m)
 }
 
 // The helpers below are a plain reference for responseDecoder: they
@@ -121,10 +134,16 @@ func TestResponseDecoderMatchesAssemble(t *testing.T) {
 	samples := mixedSamples(t)
 	var rw sampleResponseWriter
 	var d responseDecoder
-	for round := range 3 { // scratch space is reused across responses
-		b := getBuilder().b
-		rw.build(b, samples)
-		buf := slices.Clone(b.FinishedBytes())
+	for round := range 4 { // scratch space is reused across responses
+		// Payloads inline and, as the server sends them, out of line.
+		var buf []byte
+		if round%2 == 0 {
+			b := getBuilder().b
+			rw.build(b, samples)
+			buf = slices.Clone(b.FinishedBytes())
+		} else {
+			buf = sampleResponseBytes(t, samples)
+		}
 		got, err := d.decode(buf)
 		if err != nil {
 			t.Fatal(err)
@@ -267,6 +286,12 @@ func TestSampleResponseAllocs(t *testing.T) {
 	if a := testing.AllocsPerRun(50, func() { b.Reset(); rw.build(b, samples) }); a != 0 {
 		t.Errorf("build: %v allocations, want 0", a)
 	}
+	payloads := make([][]byte, 0, n)
+	if a := testing.AllocsPerRun(50, func() { b.Reset(); payloads, _ = rw.buildOutOfLine(b, samples, payloads[:0]) }); a != 0 {
+		t.Errorf("buildOutOfLine: %v allocations, want 0", a)
+	}
+	b.Reset()
+	rw.build(b, samples)
 	msg := slices.Clone(b.FinishedBytes())
 	var d responseDecoder
 	if _, err := d.decode(msg); err != nil {

@@ -575,12 +575,14 @@ func (s *Server) Sample(stream wire.ReplayService_SampleServer) error {
 			return toStatus(ctx, err)
 		}
 		credit.take(int64(len(buf)))
-		// A pooled builder goes back to its pool once gRPC has written it:
-		// the steady state allocates no response buffers.
-		resp := getBuilder()
-		bytes := rw.build(resp.b, buf)
+		// A pooled builder goes back to its pool once gRPC has written it,
+		// and the chunk payloads follow it as they are stored: the
+		// response copies no payload and allocates one small list.
+		resp := &outOfLineMessage{fb: getBuilder()}
+		var bytes int
+		resp.payloads, bytes = rw.buildOutOfLine(resp.fb.b, buf, make([][]byte, 0, len(buf)))
 		avgBytes = max(1, bytes/len(buf))
-		s.metrics.sampled(t.Name(), len(buf), len(resp.b.FinishedBytes()))
+		s.metrics.sampled(t.Name(), len(buf), resp.size())
 		clear(buf) // drop chunk pointers so evicted data can be collected
 		if err := stream.SendMsg(resp); err != nil {
 			return err

@@ -843,7 +843,7 @@ func TestDuplicateChunkInOneRequest(t *testing.T) {
 	item := func(key uint64) []insertItem {
 		return []insertItem{{table: "t", key: key, priority: 1, trajectory: whole(a)}}
 	}
-	for i, req := range []*insertMessage{
+	for i, req := range []*outOfLineMessage{
 		buildInsertMessage([]*table.Chunk{a, a}, nil, item(10), nil),
 		buildInsertMessage([]*table.Chunk{a}, nil, item(11), nil),
 	} {

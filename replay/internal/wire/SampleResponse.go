@@ -73,8 +73,20 @@ func (rcv *SampleResponse) ChunksLength() int {
 	return 0
 }
 
+func (rcv *SampleResponse) PayloadSize() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(8))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *SampleResponse) MutatePayloadSize(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(8, n)
+}
+
 func SampleResponseStart(builder *flatbuffers.Builder) {
-	builder.StartObject(2)
+	builder.StartObject(3)
 }
 func SampleResponseAddSamples(builder *flatbuffers.Builder, samples flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(samples), 0)
@@ -87,6 +99,9 @@ func SampleResponseAddChunks(builder *flatbuffers.Builder, chunks flatbuffers.UO
 }
 func SampleResponseStartChunksVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(4, numElems, 4)
+}
+func SampleResponseAddPayloadSize(builder *flatbuffers.Builder, payloadSize uint64) {
+	builder.PrependUint64Slot(2, payloadSize, 0)
 }
 func SampleResponseEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()
