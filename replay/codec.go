@@ -95,6 +95,11 @@ func materialize(data mem.BufferSlice) []byte {
 // tests use it to send arbitrary bytes).
 type rawMessage []byte
 
+// minOutOfLine is the smallest chunk payload sent out of line: gRPC
+// handles each buffer of a message separately, which for small payloads
+// costs more than copying them into the message.
+const minOutOfLine = 4 << 10
+
 // outOfLineMessage is a message with out-of-line chunk payloads (an insert
 // request or a sample response): the FlatBuffer, then the payloads in
 // order, which make up its payload region. The payloads must not change

@@ -598,36 +598,51 @@ func buildInsertRequest(chunks []*table.Chunk, items []insertItem, release []uin
 		size += 64 + len(it.table) + 32*len(it.trajectory)
 	}
 	b := flatbuffers.NewBuilder(size)
-	buildInsert(b, chunks, items, release, false)
+	buildInsert(b, chunks, items, release, nil)
 	return b
 }
 
-// buildInsertMessage is buildInsertRequest with the chunk payloads out of
-// line: the FlatBuffer, built in a pooled builder, names where each payload
-// lies in the payload region, and the payloads are sent after it as they
-// are, without being copied into the message.
+// buildInsertMessage is buildInsertRequest with the chunk payloads of at
+// least minOut bytes out of line: the FlatBuffer, built in a pooled
+// builder, names where each of them lies in the payload region, and they
+// are sent after it as they are, without being copied into the message.
+// Smaller payloads (the writer passes minOutOfLine) are copied in, which
+// costs less than one more buffer for gRPC to write.
 //
 // bufs, if not nil, has an entry per chunk: the recycled buffer holding its
-// payload, or nil. The message holds one hold on each buffer, released as
-// gRPC frees the payload after writing it.
-func buildInsertMessage(chunks []*table.Chunk, bufs []*chunkBuf, items []insertItem, release []uint64) *outOfLineMessage {
-	m := &outOfLineMessage{fb: getBuilder(), payloads: make([][]byte, len(chunks)), bufs: bufs}
-	buildInsert(m.fb.b, chunks, items, release, true)
+// payload, or nil, each with a hold for the message. The message keeps the
+// holds of the payloads it sends out of line, released as gRPC frees them
+// after writing; it releases the others at once.
+func buildInsertMessage(chunks []*table.Chunk, bufs []*chunkBuf, items []insertItem, release []uint64, minOut int) *outOfLineMessage {
+	m := &outOfLineMessage{fb: getBuilder()}
+	out := func(c *table.Chunk) bool { return len(c.Data) >= minOut }
+	buildInsert(m.fb.b, chunks, items, release, out)
 	for i, c := range chunks {
-		m.payloads[i] = c.Data
+		var buf *chunkBuf
+		if bufs != nil {
+			buf = bufs[i]
+		}
+		switch {
+		case out(c):
+			m.payloads = append(m.payloads, c.Data)
+			m.bufs = append(m.bufs, buf)
+		case buf != nil:
+			buf.release() // copied into the message
+		}
 	}
 	return m
 }
 
-// buildInsert writes an insert request; outOfLine places chunk payloads in
-// the payload region (in chunk order) instead of in the chunks.
-func buildInsert(b *flatbuffers.Builder, chunks []*table.Chunk, items []insertItem, release []uint64, outOfLine bool) {
+// buildInsert writes an insert request. The chunks outOfLine reports (nil:
+// none) have their payloads in the payload region, in chunk order, instead
+// of in the chunk.
+func buildInsert(b *flatbuffers.Builder, chunks []*table.Chunk, items []insertItem, release []uint64, outOfLine func(*table.Chunk) bool) {
 	chunkOffs := make([]flatbuffers.UOffsetT, len(chunks))
 	var specs specCache
 	var payloadSize int64
 	for i, c := range chunks {
 		at := int64(-1)
-		if outOfLine {
+		if outOfLine != nil && outOfLine(c) {
 			at = payloadSize
 			payloadSize += int64(len(c.Data))
 		}

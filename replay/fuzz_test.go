@@ -29,7 +29,7 @@ func FuzzParseInsertRequest(f *testing.F) {
 	f.Add(buildInsertRequest(nil, nil, nil).FinishedBytes())
 	empty := seedChunk()
 	empty.Data = nil
-	f.Add(outOfLineBytes(f, buildInsertMessage([]*table.Chunk{c, empty, seedChunk()}, nil, items, nil)))
+	f.Add(outOfLineBytes(f, buildInsertMessage([]*table.Chunk{c, empty, seedChunk()}, nil, items, nil, 0)))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		req, err := parseInsertRequest(b)
@@ -38,7 +38,7 @@ func FuzzParseInsertRequest(f *testing.F) {
 		}
 		for _, enc := range [][]byte{
 			buildInsertRequest(req.chunks, req.items, req.release).FinishedBytes(),
-			outOfLineBytes(t, buildInsertMessage(req.chunks, nil, req.items, req.release)),
+			outOfLineBytes(t, buildInsertMessage(req.chunks, nil, req.items, req.release, 0)),
 		} {
 			again, err := parseInsertRequest(enc)
 			if err != nil || len(again.items) != len(req.items) || len(again.chunks) != len(req.chunks) {

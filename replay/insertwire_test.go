@@ -36,7 +36,8 @@ func TestInsertMessageOutOfLinePayloads(t *testing.T) {
 		{Slices: []table.ChunkSlice{{ChunkKey: 1, Length: 1}, {ChunkKey: 3, Length: 1}}},
 		{Slices: []table.ChunkSlice{{ChunkKey: 2, Length: 1}}, Squeeze: true},
 	}}}
-	msg := outOfLineBytes(t, buildInsertMessage(chunks, nil, items, []uint64{4}))
+	msg := outOfLineBytes(t, buildInsertMessage(chunks, nil, items, []uint64{4}, 0))
+	mixed := outOfLineBytes(t, buildInsertMessage(chunks, nil, items, []uint64{4}, 2000)) // chunk 3 only
 	inline := buildInsertRequest(chunks, items, []uint64{4}).FinishedBytes()
 	cloned := make([]*table.Chunk, len(chunks))
 	for i, c := range chunks {
@@ -47,7 +48,7 @@ func TestInsertMessageOutOfLinePayloads(t *testing.T) {
 	if n, m := len(inline), len(buildInsertRequest(cloned, items, []uint64{4}).FinishedBytes()); n >= m {
 		t.Errorf("chunks sharing a spec list: %d bytes, with a spec list each %d: the lists are not shared", n, m)
 	}
-	for name, buf := range map[string][]byte{"out of line": msg, "inline": inline} {
+	for name, buf := range map[string][]byte{"out of line": msg, "mixed": mixed, "inline": inline} {
 		req, err := parseInsertRequest(buf)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)

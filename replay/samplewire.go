@@ -65,11 +65,6 @@ func (w *sampleResponseWriter) build(b *flatbuffers.Builder, samples []table.Sam
 	return payload
 }
 
-// minOutOfLine is the smallest chunk payload buildOutOfLine leaves out of
-// line: gRPC handles each buffer of a message separately, which for small
-// payloads costs more than copying them.
-const minOutOfLine = 4 << 10
-
 // buildOutOfLine is build with the chunk payloads of at least minOutOfLine
 // bytes out of line: they are appended to payloads, in the order of the
 // response's payload region, for the caller to send after the FlatBuffer

@@ -844,8 +844,8 @@ func TestDuplicateChunkInOneRequest(t *testing.T) {
 		return []insertItem{{table: "t", key: key, priority: 1, trajectory: whole(a)}}
 	}
 	for i, req := range []*outOfLineMessage{
-		buildInsertMessage([]*table.Chunk{a, a}, nil, item(10), nil),
-		buildInsertMessage([]*table.Chunk{a}, nil, item(11), nil),
+		buildInsertMessage([]*table.Chunk{a, a}, nil, item(10), nil, 0),
+		buildInsertMessage([]*table.Chunk{a}, nil, item(11), nil, 0),
 	} {
 		if err := st.SendMsg(req); err != nil {
 			t.Fatal(err)

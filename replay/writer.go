@@ -1121,7 +1121,7 @@ func (w *Writer) send(ctx context.Context, st wire.ReplayService_InsertClient, r
 				return false, ctx.Err()
 			}
 		}
-		if err := st.SendMsg(buildInsertMessage(req.chunks, req.bufs, req.items, req.release)); err != nil {
+		if err := st.SendMsg(buildInsertMessage(req.chunks, req.bufs, req.items, req.release, minOutOfLine)); err != nil {
 			if errors.Is(err, io.EOF) {
 				// The stream ended; its status comes from Recv.
 				return true, <-recvDone
