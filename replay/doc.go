@@ -18,9 +18,10 @@
 // ServerInfo are unary, and the standard gRPC health service is served too.
 // The server never decompresses chunk data: clients encode chunks (zstd,
 // optional delta encoding, a checksum) and the server stores and forwards
-// the bytes. An insert request carries its chunk payloads after the
-// FlatBuffer rather than inside it, so the writer hands them to gRPC
-// without copying them into the message (see InsertRequest in replay.fbs).
+// the bytes. Insert requests and sample responses carry chunk payloads of
+// 4 KiB or more after the FlatBuffer rather than inside it, so the sender
+// hands them to gRPC without copying them into the message (see
+// InsertRequest and SampleResponse in replay.fbs).
 //
 // # Client
 //
