@@ -587,22 +587,8 @@ func parseServerInfo(buf []byte) (si ServerInfo, err error) {
 	return si, nil
 }
 
-// buildInsertRequest writes an insert request: chunks (with payload), items
-// and the chunk keys the stream should release after it.
-func buildInsertRequest(chunks []*table.Chunk, items []insertItem, release []uint64) *flatbuffers.Builder {
-	size := 128 + 8*len(release)
-	for _, c := range chunks {
-		size += len(c.Data) + 96
-	}
-	for _, it := range items {
-		size += 64 + len(it.table) + 32*len(it.trajectory)
-	}
-	b := flatbuffers.NewBuilder(size)
-	buildInsert(b, chunks, items, release, nil)
-	return b
-}
-
-// buildInsertMessage is buildInsertRequest with the chunk payloads of at
+// buildInsertMessage writes an insert request (chunks, items, the chunk
+// keys the stream should release after it) with the chunk payloads of at
 // least minOut bytes out of line: the FlatBuffer, built in a pooled
 // builder, names where each of them lies in the payload region, and they
 // are sent after it as they are, without being copied into the message.

@@ -12,6 +12,14 @@ import (
 	"github.com/recall-rl/recall/table"
 )
 
+// buildInsertRequest writes an insert request with every chunk payload
+// inline, as older clients send it.
+func buildInsertRequest(chunks []*table.Chunk, items []insertItem, release []uint64) *flatbuffers.Builder {
+	b := flatbuffers.NewBuilder(1024)
+	buildInsert(b, chunks, items, release, nil)
+	return b
+}
+
 // outOfLineBytes is what the receiver gets for m: the FlatBuffer
 // followed by the payloads.
 func outOfLineBytes(t testing.TB, m *outOfLineMessage) []byte {

@@ -26,15 +26,12 @@ type sampleResponseWriter struct {
 	itemOffs  []flatbuffers.UOffsetT
 	colOffs   []flatbuffers.UOffsetT
 	seen      keySet
-	// allOutOfLine makes buildOutOfLine leave every payload out of line,
-	// however small (tests).
-	allOutOfLine bool
 }
 
 // sampleResponseSize is an upper estimate of the size of the response
-// holding samples, with all chunk payloads inline or only those smaller
-// than minOutOfLine: a builder of this size never grows while building it.
-func sampleResponseSize(samples []table.Sampled, inline bool) int {
+// holding samples whose chunk payloads under minOut bytes are inline: a
+// builder of this size never grows while building it.
+func sampleResponseSize(samples []table.Sampled, minOut int) int {
 	size := 256 + 8*len(samples)
 	for i := range samples {
 		s := &samples[i]
@@ -47,7 +44,7 @@ func sampleResponseSize(samples []table.Sampled, inline bool) int {
 		for _, c := range s.Chunks {
 			// Chunk table and vtable, data vector header and padding.
 			size += 80
-			if inline || len(c.Data) < minOutOfLine { // an overestimate with allOutOfLine
+			if len(c.Data) < minOut {
 				size += len(c.Data)
 			}
 		}
@@ -56,25 +53,16 @@ func sampleResponseSize(samples []table.Sampled, inline bool) int {
 }
 
 // build writes a response holding samples and, once each, the chunks they
-// use into b, a reset builder, with the chunk payloads inline, and returns
-// the chunk payload bytes of the samples (a chunk counted once per sample
-// using it). Chunks go out without their column specs: the chunk data
-// describes its own columns, and clients read them from there.
-func (w *sampleResponseWriter) build(b *flatbuffers.Builder, samples []table.Sampled) (payload int) {
-	_, payload = w.write(b, samples, false, nil)
-	return payload
-}
-
-// buildOutOfLine is build with the chunk payloads of at least minOutOfLine
-// bytes out of line: they are appended to payloads, in the order of the
+// use into b, a reset builder. Chunk payloads of at least minOut bytes go
+// out of line: they are appended to payloads, in the order of the
 // response's payload region, for the caller to send after the FlatBuffer
-// (see outOfLineMessage), instead of being copied into b.
-func (w *sampleResponseWriter) buildOutOfLine(b *flatbuffers.Builder, samples []table.Sampled, payloads [][]byte) (_ [][]byte, payload int) {
-	return w.write(b, samples, true, payloads)
-}
-
-func (w *sampleResponseWriter) write(b *flatbuffers.Builder, samples []table.Sampled, outOfLine bool, payloads [][]byte) (_ [][]byte, payload int) {
-	if need := sampleResponseSize(samples, !outOfLine); len(b.Bytes) < need {
+// (see outOfLineMessage), instead of being copied into b (the server
+// passes minOutOfLine; math.MaxInt keeps every payload inline). Chunks go
+// out without their column specs: the chunk data describes its own
+// columns, and clients read them from there. build also returns the chunk
+// payload bytes of the samples (a chunk counted once per sample using it).
+func (w *sampleResponseWriter) build(b *flatbuffers.Builder, samples []table.Sampled, minOut int, payloads [][]byte) (_ [][]byte, payload int) {
+	if need := sampleResponseSize(samples, minOut); len(b.Bytes) < need {
 		// Grow once, before writing, instead of doubling (and copying)
 		// on the way.
 		b.Bytes = make([]byte, need)
@@ -94,7 +82,7 @@ func (w *sampleResponseWriter) write(b *flatbuffers.Builder, samples []table.Sam
 				continue
 			}
 			at := int64(-1)
-			if outOfLine && (len(c.Data) >= minOutOfLine || w.allOutOfLine) {
+			if len(c.Data) >= minOut {
 				at = region
 				region += int64(len(c.Data))
 				payloads = append(payloads, c.Data)

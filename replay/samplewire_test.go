@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -19,9 +20,9 @@ import (
 
 // buildSampleResponse builds a response with its chunk payloads inline.
 func buildSampleResponse(samples []table.Sampled) *flatbuffers.Builder {
-	b := flatbuffers.NewBuilder(sampleResponseSize(samples, true))
+	b := flatbuffers.NewBuilder(sampleResponseSize(samples, math.MaxInt))
 	var w sampleResponseWriter
-	w.build(b, samples)
+	w.build(b, samples, math.MaxInt, nil)
 	return b
 }
 
@@ -30,8 +31,8 @@ func buildSampleResponse(samples []table.Sampled) *flatbuffers.Builder {
 func sampleResponseBytes(t testing.TB, samples []table.Sampled) []byte {
 	t.Helper()
 	m := &outOfLineMessage{fb: getBuilder()}
-	w := sampleResponseWriter{allOutOfLine: true}
-	m.payloads, _ = w.buildOutOfLine(m.fb.b, samples, nil)
+	var w sampleResponseWriter
+	m.payloads, _ = w.build(m.fb.b, samples, 0, nil)
 	if len(m.payloads) == 0 {
 		t.Fatal("no payload out of line")
 	}
@@ -139,7 +140,7 @@ func TestResponseDecoderMatchesAssemble(t *testing.T) {
 		var buf []byte
 		if round%2 == 0 {
 			b := getBuilder().b
-			rw.build(b, samples)
+			rw.build(b, samples, math.MaxInt, nil)
 			buf = slices.Clone(b.FinishedBytes())
 		} else {
 			buf = sampleResponseBytes(t, samples)
@@ -282,16 +283,16 @@ func TestSampleResponseAllocs(t *testing.T) {
 	}
 	var rw sampleResponseWriter
 	b := getBuilder().b
-	rw.build(b, samples)
-	if a := testing.AllocsPerRun(50, func() { b.Reset(); rw.build(b, samples) }); a != 0 {
+	rw.build(b, samples, math.MaxInt, nil)
+	if a := testing.AllocsPerRun(50, func() { b.Reset(); rw.build(b, samples, math.MaxInt, nil) }); a != 0 {
 		t.Errorf("build: %v allocations, want 0", a)
 	}
 	payloads := make([][]byte, 0, n)
-	if a := testing.AllocsPerRun(50, func() { b.Reset(); payloads, _ = rw.buildOutOfLine(b, samples, payloads[:0]) }); a != 0 {
-		t.Errorf("buildOutOfLine: %v allocations, want 0", a)
+	if a := testing.AllocsPerRun(50, func() { b.Reset(); payloads, _ = rw.build(b, samples, 0, payloads[:0]) }); a != 0 {
+		t.Errorf("build out of line: %v allocations, want 0", a)
 	}
 	b.Reset()
-	rw.build(b, samples)
+	rw.build(b, samples, math.MaxInt, nil)
 	msg := slices.Clone(b.FinishedBytes())
 	var d responseDecoder
 	if _, err := d.decode(msg); err != nil {
@@ -313,11 +314,12 @@ func BenchmarkSampleResponse(b *testing.B) {
 		name := fmt.Sprintf("item=%dKiB", size>>10)
 		b.Run("build/"+name, func(b *testing.B) {
 			var rw sampleResponseWriter
+			var payloads [][]byte
 			b.SetBytes(int64(n * size))
 			b.ReportAllocs()
-			for b.Loop() {
+			for b.Loop() { // as the server builds: large payloads out of line
 				p := getBuilder()
-				rw.build(p.b, samples)
+				payloads, _ = rw.build(p.b, samples, minOutOfLine, payloads[:0])
 				p.Put(nil)
 			}
 		})

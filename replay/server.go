@@ -580,7 +580,7 @@ func (s *Server) Sample(stream wire.ReplayService_SampleServer) error {
 		// response copies no payload and allocates one small list.
 		resp := &outOfLineMessage{fb: getBuilder()}
 		var bytes int
-		resp.payloads, bytes = rw.buildOutOfLine(resp.fb.b, buf, make([][]byte, 0, len(buf)))
+		resp.payloads, bytes = rw.build(resp.fb.b, buf, minOutOfLine, make([][]byte, 0, len(buf)))
 		avgBytes = max(1, bytes/len(buf))
 		s.metrics.sampled(t.Name(), len(buf), resp.size())
 		clear(buf) // drop chunk pointers so evicted data can be collected

@@ -168,11 +168,11 @@ type WriterOptions struct {
 	// sent as soon as the stream can take a request, so under light load
 	// each goes alone (lowest latency); when the stream is busy, queued
 	// items are batched up to this many, or up to 4 MiB (at most half the
-	// client's maximum message size) of chunk data, whichever comes first. Default 256: a
-	// message costs both ends a fixed amount of work (wake-ups, system
-	// calls, an acknowledgement), which small items only amortise over
-	// many per message; with the default MaxInFlightItems it lets the
-	// writer keep four full messages in flight.
+	// client's maximum message size) of chunk data, whichever comes first.
+	// Default 256: a message costs both ends a fixed amount of work
+	// (wake-ups, system calls, an acknowledgement), which small items only
+	// amortise over many per message; with the default MaxInFlightItems it
+	// lets the writer keep four full messages in flight.
 	ItemsPerMessage int
 	// Compression of the chunks. Default CompressionFastest.
 	Compression Compression
@@ -1132,8 +1132,9 @@ func (w *Writer) send(ctx context.Context, st wire.ReplayService_InsertClient, r
 }
 
 // outgoingRequest is what the next insert request carries: chunks with
-// their recycled buffers (nil for chunks without one), items and the keys
-// of chunks to release.
+// their recycled buffers (bufs is nil if no chunk has one, else an entry
+// per chunk, nil for those without), items and the keys of chunks to
+// release.
 type outgoingRequest struct {
 	chunks  []*table.Chunk
 	bufs    []*chunkBuf
@@ -1166,7 +1167,13 @@ func (w *Writer) nextRequestLocked() (req outgoingRequest) {
 			if !w.onServerLocked(c) {
 				c.stream = w.mu.streams
 				req.chunks = append(req.chunks, c.data)
-				req.bufs = append(req.bufs, c.buf)
+				if c.buf != nil && req.bufs == nil {
+					// Small chunks have no buffer: most requests need no list.
+					req.bufs = make([]*chunkBuf, len(req.chunks)-1, cap(req.chunks))
+				}
+				if req.bufs != nil {
+					req.bufs = append(req.bufs, c.buf)
+				}
 				if c.buf != nil {
 					c.buf.hold() // released by gRPC once it has written the message
 				}
