@@ -856,9 +856,7 @@ func (d *durable) commitInsert(tok durableToken, req *insertRequest, acked []uin
 	for dt := range touched {
 		w.set(stateRecordKey(dt.id), dt.state.encode())
 	}
-	w.set(asOfKey, encodeAsOf(time.Now()))
-	if ferr := w.finish(); ferr != nil {
-		ferr = d.failLocked(ferr)
+	if ferr := d.commitLocked(w); ferr != nil {
 		d.mu.Unlock()
 		return nil, ferr
 	}
@@ -986,9 +984,7 @@ func (s *Server) mutatePriorities(ctx context.Context, t *table.Table, updates m
 		}
 	}
 	w.set(stateRecordKey(dt.id), dt.state.encode())
-	w.set(asOfKey, encodeAsOf(time.Now()))
-	if ferr := w.finish(); ferr != nil {
-		ferr = d.failLocked(ferr)
+	if ferr := d.commitLocked(w); ferr != nil {
 		d.mu.Unlock()
 		return ferr
 	}
@@ -998,6 +994,16 @@ func (s *Server) mutatePriorities(ctx context.Context, t *table.Table, updates m
 		return serr
 	}
 	return err
+}
+
+// commitLocked stamps a mutation's batch with the time and applies it; if
+// that fails the store is marked failed. d.mu must be held.
+func (d *durable) commitLocked(w *batchWriter) error {
+	w.set(asOfKey, encodeAsOf(time.Now()))
+	if err := w.finish(); err != nil {
+		return d.failLocked(err)
+	}
+	return nil
 }
 
 // resetTable resets a table and, in durable mode, its records in the store
@@ -1030,9 +1036,7 @@ func (s *Server) resetTable(ctx context.Context, t *table.Table) error {
 	d.mutSeq++
 	dt.resetSeq = d.mutSeq
 	w.set(stateRecordKey(dt.id), dt.state.encode())
-	w.set(asOfKey, encodeAsOf(time.Now()))
-	if ferr := w.finish(); ferr != nil {
-		ferr = d.failLocked(ferr)
+	if ferr := d.commitLocked(w); ferr != nil {
 		d.mu.Unlock()
 		return ferr
 	}

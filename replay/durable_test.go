@@ -391,10 +391,10 @@ func TestDurableConcurrentClients(t *testing.T) {
 	sameState(t, "table after the crash", itemState(t, ts2.srv, "a"), want)
 }
 
-// The newest state wins: the durable store over older checkpoints, a
-// checkpoint written later (by a server without durable mode) over the
-// durable store, which is then rebuilt from it.
-func TestDurablePrecedence(t *testing.T) {
+// durableNewerThanCheckpoint returns the directory of a stopped durable
+// server that checkpointed items 1-5 of table a and then inserted 10-14.
+func durableNewerThanCheckpoint(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
 	ts := durableServer(t, simpleTables(), dir, nil)
 	c := dial(t, ts.addr)
@@ -404,6 +404,14 @@ func TestDurablePrecedence(t *testing.T) {
 	}
 	insertItems(t, c, []string{"a"}, 10, 5)
 	ts.srv.Stop()
+	return dir
+}
+
+// The newest state wins: the durable store over older checkpoints, a
+// checkpoint written later (by a server without durable mode) over the
+// durable store, which is then rebuilt from it.
+func TestDurablePrecedence(t *testing.T) {
+	dir := durableNewerThanCheckpoint(t)
 
 	// A server without durable mode restores the durable store (newer than
 	// the checkpoint), then writes a checkpoint of more items.
@@ -503,15 +511,7 @@ func TestDurableChunkLogIsCollected(t *testing.T) {
 // A durable store that fails its checks is reported, moved aside, and the
 // newest checkpoint is restored (and a new durable store built from it).
 func TestDurableCorruptStoreFallsBackToCheckpoint(t *testing.T) {
-	dir := t.TempDir()
-	ts := durableServer(t, simpleTables(), dir, nil)
-	c := dial(t, ts.addr)
-	insertItems(t, c, []string{"a"}, 1, 5)
-	if _, err := c.Checkpoint(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	insertItems(t, c, []string{"a"}, 10, 5)
-	ts.srv.Stop()
+	dir := durableNewerThanCheckpoint(t)
 
 	seg := filepath.Join(dir, durableName, chunkLogDirName, segmentName(1))
 	data, err := os.ReadFile(seg)
