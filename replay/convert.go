@@ -191,10 +191,7 @@ type insertRequest struct {
 
 func parseInsertRequest(buf []byte) (req insertRequest, err error) {
 	defer decodeGuard(&err)
-	if err := rootOK(buf); err != nil {
-		return req, err
-	}
-	buf, region, err := splitPayloadRegion(buf, wire.GetRootAsInsertRequest(buf, 0).PayloadSize())
+	buf, region, err := splitPayloadRegion(buf, func(b []byte) uint64 { return wire.GetRootAsInsertRequest(b, 0).PayloadSize() })
 	if err != nil {
 		return req, err
 	}
@@ -247,9 +244,14 @@ func parseInsertRequest(buf []byte) (req insertRequest, err error) {
 }
 
 // splitPayloadRegion splits a message into its FlatBuffer and the payload
-// region of size bytes that follows it. The FlatBuffer's offsets are then
-// checked against the FlatBuffer alone.
-func splitPayloadRegion(buf []byte, size uint64) (fb, region []byte, err error) {
+// region that follows it, whose size the message's root names (read with
+// sizeOf once the root is known to be readable). The FlatBuffer's offsets
+// are then checked against the FlatBuffer alone.
+func splitPayloadRegion(buf []byte, sizeOf func([]byte) uint64) (fb, region []byte, err error) {
+	if err := rootOK(buf); err != nil {
+		return nil, nil, err
+	}
+	size := sizeOf(buf)
 	if size > uint64(len(buf)) {
 		return nil, nil, fmt.Errorf("%w: payload region of %d bytes in a message of %d", errMalformed, size, len(buf))
 	}

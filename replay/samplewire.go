@@ -234,10 +234,7 @@ func (e assembleErr) Error() string { return e.err.Error() }
 
 func (d *responseDecoder) parse(buf []byte) (out []Sample, err error) {
 	defer decodeGuard(&err)
-	if err := rootOK(buf); err != nil {
-		return nil, err
-	}
-	buf, region, err := splitPayloadRegion(buf, wire.GetRootAsSampleResponse(buf, 0).PayloadSize())
+	buf, region, err := splitPayloadRegion(buf, func(b []byte) uint64 { return wire.GetRootAsSampleResponse(b, 0).PayloadSize() })
 	if err != nil {
 		return nil, err
 	}
