@@ -15,7 +15,11 @@ import (
 
 var e2eSizes = []int{1 << 10, 16 << 10, 256 << 10}
 
-func itemsPerMessage(size int) int { return max(1, min(64, (1<<20)/size)) }
+// itemsPerMessage is how many items of size bytes a writer with default
+// options puts in one insert request.
+func itemsPerMessage(size int) int {
+	return max(1, min(replay.DefaultItemsPerMessage, rawBatchBytes/size))
+}
 
 func BenchmarkInsert(b *testing.B) {
 	for _, size := range e2eSizes {
