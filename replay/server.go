@@ -409,7 +409,8 @@ func (s *Server) insertRequest(ctx context.Context, req *insertRequest, pending 
 		pending.bytes += int64(len(c.Data))
 	}
 	// Resolve and check every item before inserting any, so that a request
-	// with a bad item changes nothing.
+	// with a bad item changes nothing, whatever tables it spans
+	// (InsertBatch checks again, but only its own table's items).
 	items := make([]table.Item, len(req.items))
 	tables := make([]*table.Table, len(req.items))
 	var refPool []*table.ChunkRef // the items' chunk lists, carved from one block
